@@ -1,0 +1,3 @@
+from igwlab.cli.app import main
+
+main()

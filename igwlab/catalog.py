@@ -1,0 +1,219 @@
+"""The version catalog: which provider, GIE and Gateway API versions igwlab knows to work together.
+
+The facts live in catalog.yaml; this module only gives them types, checks that they are
+consistent, and answers "which stack for this provider and GIE version?".
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from igwlab.errors import CatalogError, UnsupportedCombinationError
+from igwlab.resources import catalog_path
+
+Era = Literal["alpha", "ga"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EppRelease(_Strict):
+    install: Literal["manifests", "chart"]
+    image: str
+    kv_metric: str
+    flag_style: Literal["camel", "kebab"] = "kebab"
+    chart: str | None = None
+    chart_version: str | None = None
+    config_dialect: str | None = None
+
+
+class GieRelease(_Strict):
+    era: Era
+    crds_url: str
+    pool_api: str
+    model_object: Literal["InferenceModel", "InferenceObjective"]
+    crds: list[str]
+    rewrite_targets_field: Literal["split", "targets"] | None = None
+    epp: EppRelease
+    sources: list[str]
+
+    @property
+    def pool_group(self) -> str:
+        return self.pool_api.split("/")[0]
+
+
+class GatewayApiRelease(_Strict):
+    standard_url: str
+    experimental_url: str
+
+
+class Simulator(_Strict):
+    image: str
+    latency_units: Literal["milliseconds", "duration"]
+    kv_metric: str
+    force_dummy_tokenizer: bool
+    sources: list[str]
+
+
+class VllmCpu(_Strict):
+    image: str
+    architectures: list[str]
+    replicas: int
+    cpu: str
+    memory: str
+    kv_cache_space_gib: int
+    sources: list[str]
+
+
+class GatewayApiPin(_Strict):
+    version: str
+    channel: Literal["standard", "experimental"]
+    installed_by: Literal["igwlab", "provider"]
+
+
+class GatewayClassPin(_Strict):
+    name: str
+    controller: str
+    created_by: Literal["igwlab", "provider"]
+
+
+class HelmReleasePin(_Strict):
+    name: str
+    chart: str
+    version: str
+    namespace: str
+    repo: str | None = None
+    values: dict[str, Any] = Field(default_factory=dict)
+    wait_deployments: list[str] = Field(default_factory=list)
+
+
+class ProxyPin(_Strict):
+    """How to find the data-plane Deployment a provider creates for a Gateway."""
+
+    deployment: str | None = None
+    namespace: str | None = None
+    label_selector: str | None = None
+
+
+class Stack(_Strict):
+    id: str
+    provider_version: str
+    gie_version: str
+    gateway_api: GatewayApiPin
+    simulator: str
+    gateway_class: GatewayClassPin
+    helm_releases: list[HelmReleasePin]
+    proxy: ProxyPin
+    pool_chart_provider: Literal["none", "istio", "gke"] = "none"
+    extra_resources: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    sources: list[str]
+
+
+class Provider(_Strict):
+    title: str
+    default_stack: str
+    stacks: list[Stack]
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> Provider:
+        if self.default_stack not in {s.id for s in self.stacks}:
+            raise ValueError(f"default_stack {self.default_stack!r} is not one of its stacks")
+        return self
+
+
+class Catalog(_Strict):
+    catalog_version: int
+    gie_releases: dict[str, GieRelease]
+    gateway_api_standard_crds: list[str]
+    gateway_api_releases: dict[str, GatewayApiRelease]
+    simulators: dict[str, Simulator]
+    vllm_cpu: VllmCpu
+    laptop_epp_resources: dict[str, dict[str, str]]
+    providers: dict[str, Provider]
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Catalog:
+        for provider_name, provider in self.providers.items():
+            for stack in provider.stacks:
+                where = f"providers.{provider_name}.{stack.id}"
+                if stack.gie_version not in self.gie_releases:
+                    raise ValueError(f"{where}: unknown gie_version {stack.gie_version}")
+                if stack.gateway_api.version not in self.gateway_api_releases:
+                    raise ValueError(f"{where}: unknown gateway_api version {stack.gateway_api.version}")
+                if stack.simulator not in self.simulators:
+                    raise ValueError(f"{where}: unknown simulator {stack.simulator}")
+        return self
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def provider(self, name: str) -> Provider:
+        try:
+            return self.providers[name]
+        except KeyError:
+            raise UnsupportedCombinationError(
+                f"unknown provider {name!r}",
+                why="the catalog has stacks only for known gateway implementations",
+                fix=f"use one of: {', '.join(sorted(self.providers))}",
+            ) from None
+
+    def stack_for(self, provider_name: str, gie_version: str | None = None) -> Stack:
+        """The stack for a provider, optionally pinned to a GIE version; refuse unknown combinations."""
+        provider = self.provider(provider_name)
+        if gie_version is None:
+            return next(s for s in provider.stacks if s.id == provider.default_stack)
+        wanted = normalize_version(gie_version)
+        for stack in provider.stacks:
+            if stack.gie_version == wanted:
+                return stack
+        supported = ", ".join(sorted({s.gie_version for s in provider.stacks}))
+        others = sorted(
+            name
+            for name, other in self.providers.items()
+            if name != provider_name and any(s.gie_version == wanted for s in other.stacks)
+        )
+        hint = f"drop --gie-version to use {provider.default_stack}"
+        if others:
+            hint += f", or use GIE {wanted} with --provider {others[0]}"
+        raise UnsupportedCombinationError(
+            f"provider {provider_name!r} has no known-good stack for GIE {wanted}",
+            why=f"igwlab's catalog pins {provider_name} to GIE {supported}",
+            fix=hint,
+        )
+
+    def gie(self, stack: Stack) -> GieRelease:
+        return self.gie_releases[stack.gie_version]
+
+    def gateway_api(self, stack: Stack) -> GatewayApiRelease:
+        return self.gateway_api_releases[stack.gateway_api.version]
+
+    def simulator(self, stack: Stack) -> Simulator:
+        return self.simulators[stack.simulator]
+
+    def all_stacks(self) -> list[tuple[str, Stack]]:
+        return [(name, stack) for name, provider in self.providers.items() for stack in provider.stacks]
+
+
+def normalize_version(version: str) -> str:
+    """Accept `1.5.0` as well as `v1.5.0`."""
+    version = version.strip()
+    return version if version.startswith("v") else f"v{version}"
+
+
+@cache
+def load_catalog() -> Catalog:
+    path = catalog_path()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return Catalog.model_validate(raw)
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise CatalogError(
+            f"igwlab's version catalog {path.name} is unreadable: {exc}",
+            why="the catalog ships with igwlab; this is a packaging bug",
+            fix="reinstall igwlab, or report the message above",
+        ) from exc

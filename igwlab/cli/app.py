@@ -1,0 +1,43 @@
+"""The `igwlab` command. Commands are thin: parse, call the core, render, exit.
+
+Heavy modules (pydantic, jinja2, and later kubernetes, httpx) are imported inside the commands,
+so `igwlab --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from igwlab.cli import labs_cmd, plan_cmd, render_cmd
+
+app = typer.Typer(
+    name="igwlab",
+    help=(
+        "Labs for the Kubernetes Gateway API Inference Extension.\n\n"
+        "Pick a lab with --lab, or a gateway with --provider; `igwlab labs` lists the presets, "
+        "`igwlab plan` shows every step `up` would run, and `igwlab render --out DIR` writes "
+        "every object and Helm values file it would apply."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+app.add_typer(labs_cmd.app, name="labs")
+app.command("plan")(plan_cmd.plan)
+app.command("render")(render_cmd.render)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print igwlab's version and exit.", is_eager=True),
+) -> None:
+    if version:
+        from igwlab import __version__
+
+        print(f"igwlab {__version__}")
+        raise typer.Exit()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,28 @@
+"""Options shared by the commands that pick a lab (`plan`, `render`, and later `up`)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+
+class Workload(str, Enum):
+    sim = "sim"
+    vllm_cpu = "vllm-cpu"
+
+
+LAB_HELP = "Lab preset name (see `igwlab labs`) or path to a lab file. Default: the provider's fake-llm preset."
+PROVIDER_HELP = (
+    "Gateway implementation: agentgateway, envoy-gateway, istio, kgateway or nginx. "
+    "Alone it picks the PROVIDER-fake-llm preset; no flags at all mean agentgateway-fake-llm."
+)
+WORKLOAD_HELP = "Model server: the llm-d-inference-sim simulator (tiny) or vLLM on CPU (~12 CPUs, 10 GiB, amd64)."
+GIE_HELP = "Gateway API Inference Extension version; refused unless the catalog has a known-good stack for it."
+
+LabOption = Annotated[str | None, typer.Option("--lab", "-l", help=LAB_HELP, show_default=False)]
+ProviderOption = Annotated[str | None, typer.Option("--provider", "-p", help=PROVIDER_HELP, show_default=False)]
+WorkloadOption = Annotated[Workload | None, typer.Option("--workload", "-w", help=WORKLOAD_HELP, show_default=False)]
+GieOption = Annotated[str | None, typer.Option("--gie-version", help=GIE_HELP, show_default=False)]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]

@@ -1,0 +1,31 @@
+"""`igwlab plan`: the steps `up` would run, with no side effects."""
+
+from __future__ import annotations
+
+from igwlab.cli.options import GieOption, JsonOption, LabOption, ProviderOption, WorkloadOption
+from igwlab.cli.output import handle_errors, print_json
+
+
+@handle_errors
+def plan(
+    lab: LabOption = None,
+    provider: ProviderOption = None,
+    workload: WorkloadOption = None,
+    gie_version: GieOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show the ordered steps `up` would run: cluster, CRDs (URLs, versions), Helm releases (chart,
+    version, values), objects to apply, what each step waits for, and which steps run concurrently.
+    Touches nothing."""
+    from igwlab.plan import build_plan
+    from igwlab.render import render_lab
+    from igwlab.selection import LabSelection, resolve_lab
+
+    selection = LabSelection(lab, provider, workload.value if workload else None, gie_version)
+    the_plan = build_plan(render_lab(resolve_lab(selection)))
+    if json_output:
+        print_json(the_plan.as_dict())
+        return
+    from igwlab.cli.render_text import print_plan
+
+    print_plan(the_plan)

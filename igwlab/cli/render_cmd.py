@@ -1,0 +1,53 @@
+"""`igwlab render`: every object and Helm values file `up` would apply, as YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from igwlab.cli.options import GieOption, LabOption, ProviderOption, WorkloadOption
+from igwlab.cli.output import handle_errors, stderr
+
+OutOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        "-o",
+        help="Write manifests/NN-step/*.yaml, helm/RELEASE.values.yaml and helm-releases.yaml here "
+        "instead of printing the objects to stdout.",
+        show_default=False,
+        file_okay=False,
+    ),
+]
+
+
+@handle_errors
+def render(
+    lab: LabOption = None,
+    provider: ProviderOption = None,
+    workload: WorkloadOption = None,
+    gie_version: GieOption = None,
+    out: OutOption = None,
+) -> None:
+    """Render the lab's Kubernetes objects (multi-document YAML on stdout), or write them and the
+    Helm values under --out DIR, ready for `kubectl apply -R -f DIR/manifests`."""
+    from igwlab.export import rendered_stream, write_rendered
+    from igwlab.plan import build_plan
+    from igwlab.render import render_lab
+    from igwlab.selection import LabSelection, resolve_lab
+
+    selection = LabSelection(lab, provider, workload.value if workload else None, gie_version)
+    rendered = render_lab(resolve_lab(selection))
+    if out is None:
+        print(rendered_stream(rendered), end="")
+        if rendered.releases:
+            names = ", ".join(release.name for release in rendered.releases)
+            stderr.print(f"[dim]Helm releases not shown ({names}): use --out DIR for their values files[/]")
+        return
+    result = write_rendered(rendered, build_plan(rendered), out)
+    stderr.print(
+        f"wrote {len(result.manifest_files)} objects, {len(result.values_files)} Helm values files and "
+        f"{result.releases_file.name} to {result.out_dir}"
+    )

@@ -1,0 +1,296 @@
+"""Lab definitions: the pydantic model of labs/*.yaml, and loading presets or user files.
+
+A lab says *what* to build (provider, workload, pool, models, gateway, route, checks); the
+catalog says *which versions* build it. A bad file is reported with its path, the field and
+the problem, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from igwlab.errors import LabFileError, LabNotFoundError
+from igwlab.resources import data_dir
+
+DEFAULT_PROVIDER = "agentgateway"
+PRESET_SUFFIX = "-fake-llm"
+
+# RFC 1123 label: what Kubernetes accepts for names of Services, Deployments, labels values...
+DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", min_length=1, max_length=63)]
+# Gateway API Duration (GEP-2257), as HTTPRoute timeouts accept it.
+Duration = Annotated[str, StringConstraints(pattern=r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+CheckName = Literal[
+    "gateway-reachable",
+    "completion",
+    "chat-completion",
+    "streaming",
+    "traffic-split",
+    "endpoint-spread",
+    "prefix-affinity",
+    "unknown-model",
+    "epp-in-path",
+    "route-accepted",
+    "pool-accepted",
+    "epp-ready",
+]
+Criticality = Literal["Critical", "Standard", "Sheddable"]
+WorkloadKind = Literal["sim", "vllm-cpu"]
+
+# InferenceObjective has only a priority; negative means sheddable (GIE v1 API docs).
+PRIORITY_FOR_CRITICALITY: dict[str, int] = {"Critical": 2, "Standard": 1, "Sheddable": -1}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClusterSpec(_Strict):
+    name: DnsLabel = "igwlab"
+    api_port: int = Field(6550, ge=1024, le=65535)
+
+
+class LoraAdapter(_Strict):
+    name: ModelName
+    # Hugging Face repository of the adapter weights; used by vLLM, ignored by the simulator.
+    source: str = "SriSanth2345/Qwen-1.5B-Tweet-Generations"
+    base_model: str | None = None
+
+
+class Latency(_Strict):
+    time_to_first_token_ms: int = Field(200, ge=0, le=60_000)
+    inter_token_latency_ms: int = Field(50, ge=0, le=10_000)
+
+
+class Resources(_Strict):
+    cpu: str
+    memory: str
+
+
+class WorkloadSpec(_Strict):
+    kind: WorkloadKind = "sim"
+    name: DnsLabel
+    replicas: int = Field(3, ge=1, le=32)
+    served_model: ModelName
+    # The weights vLLM loads; the simulator only answers to served_model.
+    base_model: str = "Qwen/Qwen2.5-1.5B-Instruct"
+    loras: list[LoraAdapter] = Field(default_factory=list)
+    kv_cache: bool = False
+    latency: Latency = Field(default_factory=Latency)
+    resources: Resources | None = None
+
+    def served_names(self) -> list[str]:
+        return [self.served_model, *(lora.name for lora in self.loras)]
+
+
+class Target(_Strict):
+    name: ModelName
+    weight: int = Field(ge=1, le=1_000_000)
+
+
+class ModelSpec(_Strict):
+    """A model name clients send, and how the pool serves it."""
+
+    name: ModelName
+    objective: DnsLabel | None = None
+    criticality: Criticality = "Standard"
+    priority: int | None = None
+    targets: list[Target] = Field(default_factory=list, max_length=10)
+
+    @property
+    def object_name(self) -> str:
+        return self.objective or slugify(self.name)
+
+    @property
+    def effective_priority(self) -> int:
+        return self.priority if self.priority is not None else PRIORITY_FOR_CRITICALITY[self.criticality]
+
+
+class SaturationSpec(_Strict):
+    queue_depth: int = Field(5, ge=1)
+    kv_cache_util: float = Field(0.8, gt=0, le=1)
+
+
+class SchedulingSpec(_Strict):
+    """An explicit EPP scheduling profile: scorer weights, picker and saturation thresholds."""
+
+    scorers: dict[Literal["prefix-cache", "kv-cache-utilization", "queue", "lora-affinity"], int]
+    picker: Literal["max-score", "random", "weighted-random"] = "max-score"
+    saturation: SaturationSpec = Field(default_factory=SaturationSpec)
+
+    @model_validator(mode="after")
+    def _weights_positive(self) -> SchedulingSpec:
+        if not self.scorers:
+            raise ValueError("scorers must name at least one scorer")
+        for scorer, weight in self.scorers.items():
+            if weight < 1:
+                raise ValueError(f"scorer {scorer!r} needs a weight of at least 1")
+        return self
+
+
+class EppSpec(_Strict):
+    scheduling: SchedulingSpec | None = None
+    resources: Resources | None = None
+
+
+class PoolSpec(_Strict):
+    name: DnsLabel
+    target_port: int = Field(8000, ge=1, le=65535)
+    epp: EppSpec = Field(default_factory=EppSpec)
+
+
+class Listener(_Strict):
+    name: DnsLabel
+    port: int = Field(ge=1, le=65535)
+    # Host port k3d maps to this listener; unprivileged by default so no root is needed.
+    host_port: int | None = Field(None, ge=1024, le=65535)
+
+    @property
+    def effective_host_port(self) -> int:
+        if self.host_port is not None:
+            return self.host_port
+        return self.port if self.port >= 1024 else 8000 + self.port
+
+
+class GatewaySpec(_Strict):
+    name: DnsLabel = "inference-gateway"
+    listeners: list[Listener] = Field(default_factory=lambda: [Listener(name="http", port=80)], min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> GatewaySpec:
+        for attribute in ("name", "port", "effective_host_port"):
+            values = [getattr(listener, attribute) for listener in self.listeners]
+            duplicates = sorted({str(v) for v in values if values.count(v) > 1})
+            if duplicates:
+                raise ValueError(f"listener {attribute.replace('effective_', '')}s must be unique: {duplicates}")
+        return self
+
+
+class RouteSpec(_Strict):
+    name: DnsLabel = "llm-route"
+    listener: DnsLabel | None = None
+    timeout: Duration | None = None
+
+
+class Lab(_Strict):
+    name: DnsLabel
+    title: str
+    description: str = ""
+    provider: str
+    gie_version: str | None = None
+    namespace: DnsLabel = "igwlab"
+    cluster: ClusterSpec = Field(default_factory=ClusterSpec)
+    workload: WorkloadSpec
+    pool: PoolSpec
+    models: list[ModelSpec] = Field(min_length=1)
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    route: RouteSpec = Field(default_factory=RouteSpec)
+    checks: list[CheckName] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Lab:
+        listener_names = [listener.name for listener in self.gateway.listeners]
+        if self.route.listener is not None and self.route.listener not in listener_names:
+            raise ValueError(
+                f"route.listener {self.route.listener!r} is not a gateway listener ({', '.join(listener_names)})"
+            )
+        served = self.workload.served_names()
+        for model in self.models:
+            for target in model.targets:
+                if target.name not in served:
+                    raise ValueError(
+                        f"model {model.name!r} targets {target.name!r}, which the workload does not serve "
+                        f"(served: {', '.join(served)})"
+                    )
+        names = [model.name for model in self.models]
+        objects = [model.object_name for model in self.models]
+        for label, values in (("model names", names), ("model object names", objects)):
+            if len(set(values)) != len(values):
+                raise ValueError(f"{label} must be unique: {values}")
+        return self
+
+    @property
+    def route_listener(self) -> Listener:
+        wanted = self.route.listener or self.gateway.listeners[0].name
+        return next(listener for listener in self.gateway.listeners if listener.name == wanted)
+
+
+def slugify(name: str) -> str:
+    """Turn a model name such as `Qwen/Qwen2.5-1.5B` into a Kubernetes object name."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return slug[:63].rstrip("-") or "model"
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def presets_dir() -> Path:
+    return data_dir("labs")
+
+
+def preset_names() -> list[str]:
+    return sorted(path.stem for path in presets_dir().glob("*.yaml"))
+
+
+def load_presets() -> list[Lab]:
+    return [load_lab_file(path) for path in sorted(presets_dir().glob("*.yaml"))]
+
+
+def load_lab(reference: str) -> Lab:
+    """Load a lab by preset name or by the path of a lab file."""
+    preset = presets_dir() / f"{reference}.yaml"
+    if "/" not in reference and "\\" not in reference and preset.is_file():
+        return load_lab_file(preset)
+    path = Path(reference).expanduser()
+    if path.is_file():
+        return load_lab_file(path)
+    raise LabNotFoundError(
+        f"no lab named {reference!r}",
+        why="--lab takes a preset name or the path of a lab file, and neither exists",
+        fix=f"presets: {', '.join(preset_names())}; `igwlab labs` lists them",
+    )
+
+
+def load_lab_file(path: Path) -> Lab:
+    shown = str(path)
+    try:
+        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise LabFileError(shown, [f"cannot read the file: {exc.strerror or exc}"]) from exc
+    except yaml.YAMLError as exc:
+        raise LabFileError(shown, [f"not valid YAML: {_yaml_problem(exc)}"]) from exc
+    if not isinstance(raw, dict):
+        raise LabFileError(shown, ["the file must hold a mapping of lab fields (name, provider, workload, ...)"])
+    try:
+        return Lab.model_validate(raw)
+    except ValidationError as exc:
+        raise LabFileError(shown, [_describe(error) for error in exc.errors()]) from exc
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is not None:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return str(problem)
+
+
+def _describe(error: Any) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown field (check its spelling and indentation)"
+    elif error["type"] == "missing":
+        message = "required field is missing"
+    elif error["type"] == "string_pattern_mismatch":
+        pattern = error["ctx"]["pattern"]
+        message = f"{error['input']!r} {_PATTERN_MEANING.get(pattern, f'does not match {pattern}')}"
+    elif error["type"] == "literal_error":
+        message = f"{error['input']!r} is not allowed; expected {error['ctx']['expected']}"
+    return f"{location}: {message}"

@@ -1,0 +1,126 @@
+"""Turn lab-selection flags (--lab, --provider, --workload, --gie-version) into one resolved lab.
+
+`up`, `plan` and `render` all go through `resolve_lab`, so what `plan` shows is what `up` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from igwlab.catalog import (
+    Catalog,
+    GatewayApiRelease,
+    GieRelease,
+    Simulator,
+    Stack,
+    load_catalog,
+    normalize_version,
+)
+from igwlab.errors import UnsupportedCombinationError, UsageError
+from igwlab.labs import DEFAULT_PROVIDER, PRESET_SUFFIX, Lab, WorkloadKind, load_lab, preset_names
+
+
+@dataclass(frozen=True)
+class LabSelection:
+    """What the user asked for on the command line; every field is optional."""
+
+    lab: str | None = None
+    provider: str | None = None
+    workload: WorkloadKind | None = None
+    gie_version: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedLab:
+    lab: Lab
+    stack: Stack
+    catalog: Catalog
+    overrides: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def provider(self) -> str:
+        return self.lab.provider
+
+    @property
+    def gie(self) -> GieRelease:
+        return self.catalog.gie(self.stack)
+
+    @property
+    def gateway_api(self) -> GatewayApiRelease:
+        return self.catalog.gateway_api(self.stack)
+
+    @property
+    def simulator(self) -> Simulator:
+        return self.catalog.simulator(self.stack)
+
+
+def resolve_lab(selection: LabSelection, catalog: Catalog | None = None) -> ResolvedLab:
+    catalog = catalog or load_catalog()
+    lab = _pick_lab(selection, catalog)
+    overrides: list[str] = []
+
+    if selection.gie_version is not None:
+        wanted = normalize_version(selection.gie_version)
+        if wanted != lab.gie_version:
+            overrides.append(f"GIE version {lab.gie_version or 'default'} -> {wanted}")
+        lab = lab.model_copy(update={"gie_version": wanted})
+
+    if selection.workload is not None and selection.workload != lab.workload.kind:
+        lab = _switch_workload(lab, selection.workload, catalog)
+        overrides.append(f"workload -> {selection.workload} (replicas {lab.workload.replicas})")
+
+    stack = catalog.stack_for(lab.provider, lab.gie_version)
+    if lab.gie_version is None:
+        lab = lab.model_copy(update={"gie_version": stack.gie_version})
+    resolved = ResolvedLab(lab=lab, stack=stack, catalog=catalog, overrides=tuple(overrides))
+    _check_era_support(resolved)
+    return resolved
+
+
+def _pick_lab(selection: LabSelection, catalog: Catalog) -> Lab:
+    if selection.lab is not None:
+        lab = load_lab(selection.lab)
+        if selection.provider is not None and selection.provider != lab.provider:
+            raise UsageError(
+                f"lab {lab.name!r} is for provider {lab.provider!r}, not {selection.provider!r}",
+                why="a lab's manifests and checks are written for one gateway implementation",
+                fix=f"drop --provider, or use --lab {selection.provider}{PRESET_SUFFIX}",
+            )
+        return lab
+    provider = selection.provider or DEFAULT_PROVIDER
+    catalog.provider(provider)  # an unknown provider is refused with the list of known ones
+    preset = f"{provider}{PRESET_SUFFIX}"
+    if preset not in preset_names():
+        raise UsageError(
+            f"there is no {preset!r} preset for provider {provider!r}",
+            fix="pick a lab with --lab; `igwlab labs` lists them",
+        )
+    return load_lab(preset)
+
+
+def _switch_workload(lab: Lab, kind: WorkloadKind, catalog: Catalog) -> Lab:
+    """Swap the model server while keeping the model names the lab's routing relies on."""
+    update: dict[str, object] = {"kind": kind}
+    if kind == "vllm-cpu":
+        # Each vLLM CPU replica wants about 12 CPUs: keep to what the catalog says fits a laptop.
+        update["replicas"] = min(lab.workload.replicas, catalog.vllm_cpu.replicas)
+        update["kv_cache"] = False
+    workload = lab.workload.model_copy(update=update)
+    return lab.model_copy(update={"workload": workload})
+
+
+def _check_era_support(resolved: ResolvedLab) -> None:
+    lab, gie = resolved.lab, resolved.gie
+    if gie.era == "ga" and gie.rewrite_targets_field is None and any(m.targets for m in lab.models):
+        raise UnsupportedCombinationError(
+            f"GIE {resolved.stack.gie_version} cannot split model {lab.models[0].name!r} across targets",
+            why="InferenceModelRewrite, which does model-name splits on v1 pools, arrived in GIE v1.2",
+            fix="use GIE v1.5.0 (the catalog default) or remove the model targets",
+        )
+    if lab.pool.epp.scheduling is not None and gie.epp.config_dialect is None:
+        raise UnsupportedCombinationError(
+            f"lab {lab.name!r} sets an EPP scheduling profile, which GIE {resolved.stack.gie_version} "
+            "igwlab cannot configure",
+            why="igwlab writes EndpointPickerConfig only for the chart-installed EPP of GIE v1.5.0",
+            fix="drop --gie-version, or remove pool.epp.scheduling from the lab",
+        )
