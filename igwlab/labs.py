@@ -21,9 +21,16 @@ DEFAULT_PROVIDER = "agentgateway"
 PRESET_SUFFIX = "-fake-llm"
 
 # RFC 1123 label: what Kubernetes accepts for names of Services, Deployments, labels values...
-DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", min_length=1, max_length=63)]
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, min_length=1, max_length=63)]
 # Gateway API Duration (GEP-2257), as HTTPRoute timeouts accept it.
-Duration = Annotated[str, StringConstraints(pattern=r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")]
+DURATION_PATTERN = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"
+Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN)]
+_PATTERN_MEANING = {
+    DNS_LABEL_PATTERN: "must be a Kubernetes name: lowercase letters, digits and '-', "
+    "starting and ending with a letter or digit",
+    DURATION_PATTERN: "must be a Gateway API duration such as 300s, 5m or 1h30m",
+}
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 CheckName = Literal[

@@ -8,6 +8,7 @@ left out since there is no old object). Core kinds: with kubernetes-validate.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -87,8 +88,11 @@ def _check_cel(schema: dict[str, Any], instance: Any, path: str, report: SchemaR
         rule = validation["rule"]
         if "oldSelf" in rule:
             continue
-        result = _cel_program(rule).evaluate({"self": celpy.json_to_cel(_escape_keys(instance))})
         report.cel_rules_checked += 1
+        try:
+            result = _cel_program(rule).evaluate({"self": celpy.json_to_cel(_escape_keys(instance))})
+        except celpy.CELEvalError as error:
+            result = error
         if not (isinstance(result, celpy.celtypes.BoolType) and bool(result)):
             report.errors.append(f"{path}: CEL rule failed: {validation.get('message', rule)} ({rule})")
     if isinstance(instance, dict):
@@ -104,8 +108,29 @@ def _check_cel(schema: dict[str, Any], instance: Any, path: str, report: SchemaR
 
 
 # Kubernetes CEL escapes property names that are CEL keywords (`p.__namespace__`).
-_CEL_RESERVED = {"true", "false", "null", "in", "as", "break", "const", "continue", "else", "for", "function",
-                 "if", "import", "let", "loop", "package", "namespace", "return", "var", "void", "while"}
+_CEL_RESERVED = {
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
+}
 
 
 def _escape_keys(value: Any) -> Any:
@@ -126,16 +151,33 @@ def validate_custom_resource(manifest: dict[str, Any], crd: dict[str, Any]) -> S
         return report
     schema = served[0]["schema"]["openAPIV3Schema"]
     body = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind", "metadata")}
-    body_schema = {**schema, "properties": {k: v for k, v in schema.get("properties", {}).items()
-                                            if k not in ("apiVersion", "kind", "metadata")}}
+    body_schema = {
+        **schema,
+        "properties": {
+            k: v for k, v in schema.get("properties", {}).items() if k not in ("apiVersion", "kind", "metadata")
+        },
+    }
     body_schema.pop("required", None)
     # Structural schemas prune unknown fields; we want to hear about them instead.
     strict = _forbid_unknown(_to_jsonschema(body_schema))
     for error in jsonschema.Draft7Validator(strict).iter_errors(body):
         location = ".".join(str(p) for p in error.absolute_path) or "(root)"
         report.errors.append(f"{location}: {error.message}")
-    _check_cel(schema, manifest, "", report)
+    # The API server applies schema defaults before it evaluates CEL rules.
+    _check_cel(schema, _with_defaults(schema, copy.deepcopy(manifest)), "", report)
     return report
+
+
+def _with_defaults(schema: dict[str, Any], instance: Any) -> Any:
+    if isinstance(instance, dict):
+        for key, child in schema.get("properties", {}).items():
+            if key not in instance and "default" in child:
+                instance[key] = copy.deepcopy(child["default"])
+            if key in instance:
+                instance[key] = _with_defaults(child, instance[key])
+    elif isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        return [_with_defaults(schema["items"], item) for item in instance]
+    return instance
 
 
 def _forbid_unknown(schema: Any) -> Any:

@@ -18,17 +18,21 @@ app = typer.Typer(
         "`igwlab plan` shows every step `up` would run, and `igwlab render --out DIR` writes "
         "every object and Helm values file it would apply."
     ),
+    epilog=(
+        "Examples:  igwlab labs  ·  igwlab plan --provider kgateway  ·  "
+        "igwlab render --lab kgateway-fake-llm --out out/"
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="markdown",
+    rich_markup_mode=None,
 )
 app.add_typer(labs_cmd.app, name="labs")
 app.command("plan")(plan_cmd.plan)
 app.command("render")(render_cmd.render)
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
     version: bool = typer.Option(False, "--version", help="Print igwlab's version and exit.", is_eager=True),
 ) -> None:

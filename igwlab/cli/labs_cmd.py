@@ -10,7 +10,7 @@ from igwlab.cli.options import JsonOption
 from igwlab.cli.output import handle_errors, print_json, stdout
 
 app = typer.Typer(
-    help="List the lab presets, or show one in full with `igwlab labs show LAB`.",
+    help="List lab presets; `igwlab labs show LAB` shows one.",
     invoke_without_command=True,
     no_args_is_help=False,
 )

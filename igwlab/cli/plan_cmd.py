@@ -14,9 +14,12 @@ def plan(
     gie_version: GieOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Show the ordered steps `up` would run: cluster, CRDs (URLs, versions), Helm releases (chart,
-    version, values), objects to apply, what each step waits for, and which steps run concurrently.
-    Touches nothing."""
+    """Show the steps `up` would run; touches nothing.
+
+    The ordered steps: cluster, CRDs (with URLs and versions), Helm releases (chart, version,
+    values file), objects to apply, what each step waits for, and which steps run concurrently
+    (same wave). Pick the lab as for `up`: --lab, or --provider with --workload/--gie-version.
+    """
     from igwlab.plan import build_plan
     from igwlab.render import render_lab
     from igwlab.selection import LabSelection, resolve_lab

@@ -31,8 +31,13 @@ def render(
     gie_version: GieOption = None,
     out: OutOption = None,
 ) -> None:
-    """Render the lab's Kubernetes objects (multi-document YAML on stdout), or write them and the
-    Helm values under --out DIR, ready for `kubectl apply -R -f DIR/manifests`."""
+    """Print or write every object `up` would apply.
+
+    Without --out: the lab's Kubernetes objects as multi-document YAML on stdout. With --out DIR:
+    DIR/manifests/NN-step/*.yaml (apply in order with `kubectl apply -R -f DIR/manifests`),
+    DIR/helm/RELEASE.values.yaml for every Helm release, and DIR/helm-releases.yaml listing
+    release, chart, version, namespace and values file.
+    """
     from igwlab.export import rendered_stream, write_rendered
     from igwlab.plan import build_plan
     from igwlab.render import render_lab

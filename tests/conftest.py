@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+REPO = Path(__file__).resolve().parent.parent
+UPSTREAM = REPO.parent / "shared" / "upstream"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import os
+
+    if os.environ.get("IGWLAB_CLUSTER_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="needs a real cluster; set IGWLAB_CLUSTER_TESTS=1 to run")
+    for item in items:
+        if "cluster" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Path:
+    if not UPSTREAM.is_dir():
+        pytest.skip(f"upstream CRD schemas not found at {UPSTREAM} (clone outside the igwlab workspace)")
+    return UPSTREAM
+
+
+@pytest.fixture
+def cli() -> CliRunner:
+    return CliRunner(env={"COLUMNS": "200"})
