@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from igwlab.selection import LabSelection
 
 
 class Workload(str, Enum):
@@ -26,3 +29,14 @@ ProviderOption = Annotated[str | None, typer.Option("--provider", "-p", help=PRO
 WorkloadOption = Annotated[Workload | None, typer.Option("--workload", "-w", help=WORKLOAD_HELP, show_default=False)]
 GieOption = Annotated[str | None, typer.Option("--gie-version", help=GIE_HELP, show_default=False)]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+
+
+def lab_selection(
+    lab: str | None, provider: str | None, workload: Workload | None, gie_version: str | None
+) -> LabSelection:
+    """The core's view of the lab flags (imported lazily: the core loads pydantic)."""
+    from igwlab.selection import LabSelection
+
+    return LabSelection(
+        lab=lab, provider=provider, workload=workload.value if workload else None, gie_version=gie_version
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from igwlab.cli.options import GieOption, JsonOption, LabOption, ProviderOption, WorkloadOption
+from igwlab.cli.options import GieOption, JsonOption, LabOption, ProviderOption, WorkloadOption, lab_selection
 from igwlab.cli.output import handle_errors, print_json
 
 
@@ -22,10 +22,9 @@ def plan(
     """
     from igwlab.plan import build_plan
     from igwlab.render import render_lab
-    from igwlab.selection import LabSelection, resolve_lab
+    from igwlab.selection import resolve_lab
 
-    selection = LabSelection(lab, provider, workload.value if workload else None, gie_version)
-    the_plan = build_plan(render_lab(resolve_lab(selection)))
+    the_plan = build_plan(render_lab(resolve_lab(lab_selection(lab, provider, workload, gie_version))))
     if json_output:
         print_json(the_plan.as_dict())
         return

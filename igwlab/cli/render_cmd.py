@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from igwlab.cli.options import GieOption, LabOption, ProviderOption, WorkloadOption
+from igwlab.cli.options import GieOption, LabOption, ProviderOption, WorkloadOption, lab_selection
 from igwlab.cli.output import handle_errors, stderr
 
 OutOption = Annotated[
@@ -41,10 +41,9 @@ def render(
     from igwlab.export import rendered_stream, write_rendered
     from igwlab.plan import build_plan
     from igwlab.render import render_lab
-    from igwlab.selection import LabSelection, resolve_lab
+    from igwlab.selection import resolve_lab
 
-    selection = LabSelection(lab, provider, workload.value if workload else None, gie_version)
-    rendered = render_lab(resolve_lab(selection))
+    rendered = render_lab(resolve_lab(lab_selection(lab, provider, workload, gie_version)))
     if out is None:
         print(rendered_stream(rendered), end="")
         if rendered.releases:
