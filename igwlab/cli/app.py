@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from igwlab.cli import labs_cmd, plan_cmd, render_cmd
+from igwlab.cli import labs_cmd, plan_cmd, render_cmd, sim_cmd, verify_cmd
 
 app = typer.Typer(
     name="igwlab",
@@ -30,6 +30,8 @@ app = typer.Typer(
 app.add_typer(labs_cmd.app, name="labs")
 app.command("plan")(plan_cmd.plan)
 app.command("render")(render_cmd.render)
+app.command("verify")(verify_cmd.verify)
+app.command("sim")(sim_cmd.sim)
 
 
 @app.callback(invoke_without_command=True)

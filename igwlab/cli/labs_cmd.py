@@ -37,8 +37,8 @@ def labs(ctx: typer.Context, json_output: JsonOption = False) -> None:
         table.add_row(
             summary["name"], summary["provider"], summary["workload"], summary["gie_version"], summary["title"]
         )
-    stdout.print(table)
-    stdout.print("Show one: igwlab labs show NAME   ·   Plan one: igwlab plan --lab NAME")
+    stdout().print(table)
+    stdout().print("Show one: igwlab labs show NAME   ·   Plan one: igwlab plan --lab NAME")
 
 
 @app.command("show")

@@ -5,16 +5,31 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from igwlab.errors import IgwlabError, exit_code_for
 
-stdout = Console(highlight=False, soft_wrap=False)
-stderr = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@cache
+def stdout() -> Console:
+    """The console for results; rich loads on first use, which keeps `--help` fast."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+@cache
+def stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -26,11 +41,13 @@ def print_json(data: Any) -> None:
 
 
 def report_error(error: IgwlabError) -> None:
-    stderr.print(f"[bold red]error:[/] {escape(error.what)}")
+    from rich.markup import escape
+
+    stderr().print(f"[bold red]error:[/] {escape(error.what)}")
     if error.why:
-        stderr.print(f"[dim]why:[/] {escape(error.why)}")
+        stderr().print(f"[dim]why:[/] {escape(error.why)}")
     if error.fix:
-        stderr.print(f"[green]next:[/] {escape(error.fix)}")
+        stderr().print(f"[green]next:[/] {escape(error.fix)}")
 
 
 def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -44,7 +61,7 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
             report_error(error)
             raise typer.Exit(int(error.exit_code)) from None
         except KeyboardInterrupt:
-            stderr.print("interrupted")
+            stderr().print("interrupted")
             raise typer.Exit(int(exit_code_for(KeyboardInterrupt()))) from None
 
     return wrapper

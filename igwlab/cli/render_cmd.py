@@ -48,10 +48,10 @@ def render(
         print(rendered_stream(rendered), end="")
         if rendered.releases:
             names = ", ".join(release.name for release in rendered.releases)
-            stderr.print(f"[dim]Helm releases not shown ({names}): use --out DIR for their values files[/]")
+            stderr().print(f"[dim]Helm releases not shown ({names}): use --out DIR for their values files[/]")
         return
     result = write_rendered(rendered, build_plan(rendered), out)
-    stderr.print(
+    stderr().print(
         f"wrote {len(result.manifest_files)} objects, {len(result.values_files)} Helm values files and "
         f"{result.releases_file.name} to {result.out_dir}"
     )

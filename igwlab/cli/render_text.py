@@ -9,14 +9,15 @@ from rich.text import Text
 
 from igwlab.cli.output import stdout
 from igwlab.plan import Plan
+from igwlab.verify.report import Report
 
 
 def print_lab_details(details: dict[str, Any]) -> None:
     stack = details["stack"]
-    stdout.print(Text(f"{details['name']}: {details['title']}", style="bold"))
+    stdout().print(Text(f"{details['name']}: {details['title']}", style="bold"))
     if details["description"]:
-        stdout.print(details["description"])
-    stdout.print()
+        stdout().print(details["description"])
+    stdout().print()
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="dim")
     facts.add_column()
@@ -34,7 +35,7 @@ def print_lab_details(details: dict[str, Any]) -> None:
         ("URL after up", details["url"]),
     ):
         facts.add_row(label, value)
-    stdout.print(facts)
+    stdout().print(facts)
 
     models = Table(title="models", title_justify="left")
     for column in ("client model name", "object", "criticality", "priority", "targets"):
@@ -42,10 +43,10 @@ def print_lab_details(details: dict[str, Any]) -> None:
     for model in details["models"]:
         targets = ", ".join(f"{t['name']} ({t['weight']})" for t in model["targets"]) or "-"
         models.add_row(model["name"], model["object"], model["criticality"], str(model["priority"]), targets)
-    stdout.print(models)
-    stdout.print(f"[dim]verify checks:[/] {', '.join(details['checks']) or '-'}")
+    stdout().print(models)
+    stdout().print(f"[dim]verify checks:[/] {', '.join(details['checks']) or '-'}")
     for note in stack["notes"]:
-        stdout.print(f"[yellow]note:[/] {note}")
+        stdout().print(f"[yellow]note:[/] {note}")
 
 
 def _workload_line(workload: dict[str, Any], simulator_image: str) -> str:
@@ -60,7 +61,7 @@ def _workload_line(workload: dict[str, Any], simulator_image: str) -> str:
 
 
 def print_plan(plan: Plan) -> None:
-    stdout.print(
+    stdout().print(
         Text(
             f"Plan for lab {plan.lab}: {plan.provider} ({plan.stack}), GIE {plan.gie_version}, "
             f"Gateway API {plan.gateway_api}, workload {plan.workload}",
@@ -68,7 +69,7 @@ def print_plan(plan: Plan) -> None:
         )
     )
     for override in plan.overrides:
-        stdout.print(f"[yellow]override:[/] {override}")
+        stdout().print(f"[yellow]override:[/] {override}")
     table = Table(show_lines=True)
     table.add_column("wave", justify="right")
     table.add_column("step", no_wrap=True)
@@ -84,9 +85,31 @@ def print_plan(plan: Plan) -> None:
             does.append(f"chart {source} {release['version']}, values {release['values_file']}")
         does += [f"apply {ref}" for ref in step.objects]
         table.add_row(str(step.wave), step.id, "\n".join(does), "\n".join(step.waits_for))
-    stdout.print(table)
+    stdout().print(table)
     parallel = [", ".join(s.id for s in wave) for wave in plan.waves() if len(wave) > 1]
     if parallel:
-        stdout.print("[dim]steps that may run concurrently:[/] " + " | ".join(parallel))
-    stdout.print(f"[dim]gateway URL once up:[/] {plan.url}")
-    stdout.print("[dim]objects and values as YAML:[/] igwlab render --lab " + plan.lab + " --out DIR")
+        stdout().print("[dim]steps that may run concurrently:[/] " + " | ".join(parallel))
+    stdout().print(f"[dim]gateway URL once up:[/] {plan.url}")
+    stdout().print("[dim]objects and values as YAML:[/] igwlab render --lab " + plan.lab + " --out DIR")
+
+
+_STATUS_STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
+
+
+def print_verify_report(report: Report) -> None:
+    stdout().print(Text(f"igwlab verify: lab {report.lab} at {report.url}", style="bold"))
+    table = Table(show_lines=False)
+    table.add_column("check", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    table.add_column("hint", overflow="fold")
+    for check in report.checks:
+        style = _STATUS_STYLE[check.status]
+        table.add_row(check.name, Text(check.status.upper(), style=style), check.detail, check.hint)
+    stdout().print(table)
+    counts = report.counts()
+    summary = f"{counts['pass']} passed, {counts['fail']} failed, {counts['warn']} warned, {counts['skip']} skipped"
+    if report.passed:
+        stdout().print(Text(f"PASSED: {summary}", style="bold green"))
+    else:
+        stdout().print(Text(f"FAILED: {summary}", style="bold red"))

@@ -1,0 +1,61 @@
+"""`igwlab verify`: prove inference routing works through the gateway, and explain when it does not."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from igwlab.cli.options import JsonOption
+from igwlab.cli.output import handle_errors, print_json
+
+
+@handle_errors
+def verify(
+    lab: Annotated[
+        str | None,
+        typer.Option(
+            "--lab",
+            "-l",
+            help="Lab whose models, weights and checks apply; "
+            "default: the lab `up` recorded, else agentgateway-fake-llm.",
+        ),
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Gateway base URL, e.g. http://localhost:8080; default: the URL `up` recorded.")
+    ] = None,
+    requests: Annotated[
+        int, typer.Option(help="Requests per statistical check (traffic-split, endpoint-spread).", min=1)
+    ] = 200,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.", min=1)] = 10,
+    wait: Annotated[
+        float,
+        typer.Option(
+            help="Seconds to keep retrying while the gateway warms up (connection "
+            "refused, 502/503/504). Checks never retry.",
+            min=0,
+        ),
+    ] = 0,
+    timeout: Annotated[float, typer.Option(help="Seconds per request.", min=0.1)] = 60,
+    json_output: JsonOption = False,
+) -> None:
+    """Check the gateway routes inference: completions, chat, streaming, the configured traffic
+    split (chi-square test), pod spread, prefix affinity, unknown models, and EPP evidence.
+
+    Each check is pass, fail, warn or skip, with a hint for every failure. Exit 0 when nothing
+    failed, 1 when a check failed, 2 for bad input. --json prints the versioned result.
+    """
+    from igwlab.verify.run import VerifyOptions
+    from igwlab.verify.run import verify as run_verify
+
+    report = run_verify(
+        VerifyOptions(lab=lab, url=url, requests=requests, concurrency=concurrency, wait_s=wait, timeout_s=timeout)
+    )
+    if json_output:
+        print_json(report.as_dict())
+    else:
+        from igwlab.cli.render_text import print_verify_report
+
+        print_verify_report(report)
+    if not report.passed:
+        raise typer.Exit(1)

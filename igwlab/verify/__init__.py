@@ -1,0 +1,1 @@
+"""`igwlab verify`: checks that prove inference routing works through a gateway, with hints when not."""

@@ -1,0 +1,191 @@
+"""Concurrent HTTP requests through the gateway (httpx, asyncio), recorded as Observations.
+
+Retries happen only in `wait_until_answering`, while the gateway warms up; the checks see every
+failure as it happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+WARMING_STATUSES = {502, 503, 504}
+
+
+@dataclass
+class Observation:
+    status: int | None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    text: str = ""
+    error: str | None = None  # connect | timeout | protocol | bad-json | bad-stream
+    error_detail: str = ""
+    elapsed_s: float = 0.0
+    ttft_s: float | None = None
+    stream_chunks: int = 0
+    stream_done: bool = False
+    stream_text: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200 and self.error is None
+
+    @property
+    def pod(self) -> str | None:
+        return self.headers.get("x-inference-pod")
+
+    @property
+    def model(self) -> str | None:
+        if isinstance(self.body, dict) and isinstance(self.body.get("model"), str):
+            return str(self.body["model"])
+        return None
+
+    @property
+    def error_message(self) -> str:
+        if isinstance(self.body, dict):
+            error = self.body.get("error")
+            if isinstance(error, dict) and isinstance(error.get("message"), str):
+                return str(error["message"])
+            if isinstance(error, str):
+                return error
+            if isinstance(self.body.get("message"), str):
+                return str(self.body["message"])
+        return self.text[:200]
+
+    def outcome(self) -> str:
+        """A short label: `200`, `503`, `connect`, `timeout`..."""
+        if self.error and self.error not in ("bad-json", "bad-stream"):
+            return self.error
+        return str(self.status)
+
+
+class Engine:
+    def __init__(self, base_url: str, *, concurrency: int = 10, timeout_s: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.concurrency = max(1, concurrency)
+        self.timeout_s = timeout_s
+        self._client: httpx.AsyncClient | None = None
+        self._slots = asyncio.Semaphore(self.concurrency)
+
+    async def __aenter__(self) -> Engine:
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(self.timeout_s, connect=min(5.0, self.timeout_s)),
+            limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        assert self._client is not None, "use Engine as an async context manager"
+        return self._client
+
+    async def post(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Observation:
+        async with self._slots:
+            start = time.perf_counter()
+            try:
+                response = await self.client.post(path, json=body, headers=headers)
+            except httpx.HTTPError as error:
+                return _failed(error, time.perf_counter() - start)
+            observation = Observation(
+                status=response.status_code,
+                headers={k.lower(): v for k, v in response.headers.items()},
+                text=response.text[:2000],
+                elapsed_s=time.perf_counter() - start,
+            )
+            try:
+                observation.body = response.json()
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                # Error pages are often plain text: only a 200 that is not JSON is itself a fault.
+                if response.status_code == 200:
+                    observation.error = "bad-json"
+            return observation
+
+    async def stream(self, path: str, body: dict[str, Any]) -> Observation:
+        """POST with `stream: true` and read the server-sent events to `data: [DONE]`."""
+        async with self._slots:
+            start = time.perf_counter()
+            observation = Observation(status=None)
+            try:
+                async with self.client.stream("POST", path, json={**body, "stream": True}) as response:
+                    observation.status = response.status_code
+                    observation.headers = {k.lower(): v for k, v in response.headers.items()}
+                    if response.status_code != 200:
+                        raw = (await response.aread()).decode(errors="replace")
+                        observation.text = raw[:2000]
+                        with contextlib.suppress(json.JSONDecodeError):
+                            observation.body = json.loads(raw)
+                        return observation
+                    pieces: list[str] = []
+                    async for line in response.aiter_lines():
+                        if not line.startswith("data:"):
+                            continue
+                        payload = line[5:].strip()
+                        if payload == "[DONE]":
+                            observation.stream_done = True
+                            break
+                        if observation.ttft_s is None:
+                            observation.ttft_s = time.perf_counter() - start
+                        observation.stream_chunks += 1
+                        try:
+                            chunk = json.loads(payload)
+                        except json.JSONDecodeError:
+                            observation.error = "bad-stream"
+                            observation.error_detail = f"not JSON: {payload[:80]}"
+                            break
+                        pieces.append(_chunk_text(chunk))
+                    observation.stream_text = "".join(pieces)
+            except httpx.HTTPError as error:
+                failed = _failed(error, time.perf_counter() - start)
+                observation.error, observation.error_detail = failed.error, failed.error_detail
+            observation.elapsed_s = time.perf_counter() - start
+            return observation
+
+    async def post_many(self, path: str, bodies: Sequence[dict[str, Any]]) -> list[Observation]:
+        return list(await asyncio.gather(*(self.post(path, body) for body in bodies)))
+
+    async def wait_until_answering(self, path: str, body: dict[str, Any], wait_s: float) -> tuple[Observation, int]:
+        """Retry with backoff while nothing answers or the gateway says 502/503/504, up to wait_s."""
+        deadline = time.monotonic() + wait_s
+        delay = 0.25
+        attempts = 0
+        while True:
+            attempts += 1
+            observation = await self.post(path, body)
+            warming = observation.error in ("connect", "timeout") or observation.status in WARMING_STATUSES
+            if not warming or time.monotonic() + delay > deadline:
+                return observation, attempts
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def _chunk_text(chunk: Any) -> str:
+    try:
+        choice = chunk["choices"][0]
+    except (KeyError, IndexError, TypeError):
+        return ""
+    if isinstance(choice.get("text"), str):
+        return str(choice["text"])
+    delta = choice.get("delta") or {}
+    return str(delta.get("content") or "")
+
+
+def _failed(error: httpx.HTTPError, elapsed: float) -> Observation:
+    if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
+        kind = "connect"
+    elif isinstance(error, httpx.TimeoutException):
+        kind = "timeout"
+    else:
+        kind = "protocol"
+    return Observation(status=None, error=kind, error_detail=str(error) or type(error).__name__, elapsed_s=elapsed)
