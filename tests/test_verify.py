@@ -196,3 +196,11 @@ def test_verify_uses_the_url_and_lab_up_recorded(
         result = invoke(cli, "verify", "--json", "--requests", "40")
     report = json.loads(result.stdout)
     assert result.exit_code == 0 and report["url"] == url and report["lab"] == "kgateway-fake-llm"
+
+
+def test_a_subtly_wrong_split_is_not_passed_silently(cli: CliRunner) -> None:
+    """60/40 where 70/30 is configured: too close for the test at 60 requests, too far to pass."""
+    with gateway(rewrites={"fake-llm": [("fake-llm-lora-a", 55), ("fake-llm-lora-b", 45)]}) as url:
+        _, report = run_verify(cli, url, "--requests", "60")
+    split = by_name(report)["traffic-split"]
+    assert split["status"] in ("warn", "fail"), split

@@ -246,6 +246,15 @@ async def traffic_split(ctx: CheckContext) -> CheckResult:
                 "also matches this model name.",
                 data=data,
             )
+        deviation = stats.largest_share_deviation(observed, weights)
+        if deviation > stats.MAX_UNFLAGGED_SHARE_DEVIATION:
+            return CheckResult(
+                "traffic-split",
+                "warn",
+                f"{model.name}: {shares}; off by {deviation:.0%} but p={test.p_value:.3f}: inconclusive",
+                f"Rerun with --requests {4 * len(observations)} to tell a wrong split from chance.",
+                data=data,
+            )
         details.append(f"{model.name}: {shares}; p={test.p_value:.2f}, n={len(observations)}")
     return CheckResult("traffic-split", "pass", "; ".join(details), data=data)
 

@@ -1,0 +1,45 @@
+"""The statistics and hint table behind verify, checked directly."""
+
+from __future__ import annotations
+
+import pytest
+
+from igwlab.verify import stats
+from igwlab.verify.engine import Observation
+from igwlab.verify.hints import hint_for, summarize_outcomes
+
+
+def test_split_test_accepts_the_configured_split_and_rejects_a_wrong_one() -> None:
+    assert stats.split_test([140, 60], [70, 30]).p_value > 0.5
+    assert stats.split_test([100, 100], [70, 30]).p_value < stats.ALPHA
+    assert not stats.split_test([3, 1], [70, 30]).enough_data
+    assert stats.requests_needed_for_split([70, 30]) == 17
+
+
+def test_prefix_affinity_statistic() -> None:
+    assert stats.above_chance(28, 28, 1 / 4) < stats.ALPHA
+    assert stats.above_chance(7, 28, 1 / 4) > 0.1
+
+
+@pytest.mark.parametrize(
+    ("observation", "words"),
+    [
+        (Observation(status=None, error="connect"), "Nothing accepts connections"),
+        (Observation(status=None, error="timeout"), "no answer came in time"),
+        (Observation(status=404), "path match"),
+        (Observation(status=429), "queue is full"),
+        (Observation(status=500), "EPP logs"),
+        (Observation(status=502), "target port"),
+        (Observation(status=503), "No healthy endpoint"),
+        (Observation(status=504), "timed out upstream"),
+        (Observation(status=200, error="bad-json"), "not JSON"),
+        (Observation(status=599), "EPP logs"),
+    ],
+)
+def test_every_failure_gets_a_hint_naming_the_likely_cause(observation: Observation, words: str) -> None:
+    assert words in hint_for(observation)
+
+
+def test_outcomes_are_summarized_most_common_first() -> None:
+    seen = [Observation(status=503)] * 3 + [Observation(status=200)]
+    assert summarize_outcomes(seen) == "3x 503, 1x 200"
