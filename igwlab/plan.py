@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from igwlab import gates as g
 from igwlab.render import Rendered
 from igwlab.tools.k3d import create_cluster_argv
 
@@ -21,13 +22,17 @@ class Step:
     kind: StepKind
     title: str
     depends_on: tuple[str, ...]
-    waits_for: tuple[str, ...]
+    gates: tuple[g.Gate, ...]
     command: tuple[str, ...] = ()
     urls: tuple[str, ...] = ()
     releases: tuple[dict[str, Any], ...] = ()
     objects: tuple[str, ...] = ()
     crds: tuple[str, ...] = ()
     wave: int = 0
+
+    @property
+    def waits_for(self) -> tuple[str, ...]:
+        return tuple(gate.describe() for gate in self.gates) or ("release deployed",)
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -84,31 +89,43 @@ class Plan:
         }
 
 
-def build_plan(rendered: Rendered) -> Plan:
+def build_plan(rendered: Rendered, context: str | None = None) -> Plan:
+    """The steps for a rendered lab; with `context`, an existing cluster replaces the k3d one."""
     resolved = rendered.resolved
     lab, stack = resolved.lab, resolved.stack
     ns = lab.namespace
     steps: list[Step] = []
 
-    steps.append(
-        Step(
-            id="cluster",
-            kind="cluster",
-            title=f"create k3d cluster {lab.cluster.name!r} (traefik off, one server)",
-            depends_on=(),
-            waits_for=("node Ready", "kubeconfig stored in igwlab's state directory"),
-            command=tuple(create_cluster_argv(lab.cluster, lab.gateway.listeners)),
+    if context is None:
+        steps.append(
+            Step(
+                id="cluster",
+                kind="cluster",
+                title=f"create k3d cluster {lab.cluster.name!r} (traefik off, one server)",
+                depends_on=(),
+                gates=(g.NodesReady(),),
+                command=tuple(create_cluster_argv(lab.cluster, lab.gateway.listeners)),
+            )
         )
-    )
+    else:
+        steps.append(
+            Step(
+                id="cluster",
+                kind="cluster",
+                title=f"use the existing cluster of context {context!r}",
+                depends_on=(),
+                gates=(g.NodesReady(),),
+            )
+        )
     crd_steps: list[str] = []
     for bundle in rendered.crd_bundles:
         steps.append(
             Step(
                 id=bundle.step,
                 kind="crds",
-                title=f"install {bundle.title} CRDs",
+                title=f"install {bundle.title} CRDs (server-side apply)",
                 depends_on=("cluster",),
-                waits_for=(f"{len(bundle.crds)} CRDs Established ({_short_names(bundle.crds)})",),
+                gates=(g.CrdsEstablished(bundle.crds),),
                 urls=(bundle.url,),
                 crds=bundle.crds,
             )
@@ -125,47 +142,49 @@ def build_plan(rendered: Rendered) -> Plan:
                 kind="helm",
                 title=f"helm install {release.name} {release.version} into {release.namespace}",
                 depends_on=previous,
-                waits_for=tuple(f"Deployment/{d} Available" for d in release.wait_deployments) or ("release deployed",),
+                gates=tuple(_deployment_gate(ref) for ref in release.wait_deployments),
                 releases=(release.summary(),),
             )
         )
         previous = (release.step,)
     provider_done = previous
 
-    class_waits = (f"GatewayClass/{stack.gateway_class.name} Accepted",)
+    class_gate = g.GatewayClassAccepted(stack.gateway_class.name)
     if stack.gateway_class.created_by == "igwlab":
         steps.append(
             _apply_step(
-                rendered, "gatewayclass", f"create GatewayClass {stack.gateway_class.name}", provider_done, class_waits
+                rendered,
+                "gatewayclass",
+                f"create GatewayClass {stack.gateway_class.name}",
+                provider_done,
+                (class_gate,),
             )
         )
         gateway_class_done: tuple[str, ...] = ("gatewayclass",)
     else:
         gateway_class_done = provider_done
-        last = steps[-1]
-        steps[-1] = replace(last, waits_for=last.waits_for + class_waits)
+        steps[-1] = replace(steps[-1], gates=(*steps[-1].gates, class_gate))
 
-    steps.append(_apply_step(rendered, "namespace", f"create namespace {ns}", ("cluster",), ("Namespace Active",)))
+    steps.append(_apply_step(rendered, "namespace", f"create namespace {ns}", ("cluster",), (g.NamespaceActive(ns),)))
     workload = lab.workload
+    server = "llm-d-inference-sim" if workload.kind == "sim" else "vLLM CPU"
     steps.append(
         _apply_step(
             rendered,
             "workload",
-            f"deploy {workload.replicas} x {'llm-d-inference-sim' if workload.kind == 'sim' else 'vLLM CPU'} "
-            f"serving {', '.join(workload.served_names())}",
+            f"deploy {workload.replicas} x {server} serving {', '.join(workload.served_names())}",
             ("namespace",),
-            (f"Deployment/{ns}/{workload.name} Available ({workload.replicas} ready)", "model port answers /health"),
+            (g.DeploymentAvailable(ns, workload.name, workload.replicas, note=", readiness probe on /health"),),
         )
     )
 
-    epp = f"{ns}/{lab.pool.name}-epp"
     pool_deps: tuple[str, ...] = ("namespace", "inference-crds")
     if stack.pool_chart_provider == "istio":
         # The chart renders an Istio DestinationRule: its CRD must exist first.
         pool_deps += provider_done
     pool_release = rendered.releases_for("pool")
     pool_title = f"InferencePool {lab.pool.name} and its endpoint picker"
-    pool_waits = (f"Deployment/{epp} Available",)
+    pool_gates = (g.DeploymentAvailable(ns, f"{lab.pool.name}-epp"),)
     if pool_release:
         steps.append(
             Step(
@@ -173,35 +192,43 @@ def build_plan(rendered: Rendered) -> Plan:
                 kind="helm",
                 title=f"helm install {pool_title} (inferencepool chart {pool_release[0].version})",
                 depends_on=pool_deps,
-                waits_for=pool_waits,
+                gates=pool_gates,
                 releases=tuple(release.summary() for release in pool_release),
             )
         )
     else:
-        steps.append(_apply_step(rendered, "pool", f"apply {pool_title}", pool_deps, pool_waits))
+        steps.append(_apply_step(rendered, "pool", f"apply {pool_title}", pool_deps, pool_gates))
 
+    model_objects = rendered.objects_for("models")
     steps.append(
         _apply_step(
             rendered,
             "models",
             f"apply {resolved.gie.model_object} objects for {', '.join(m.name for m in lab.models)}",
             ("pool",),
-            ("accepted by the API server",),
+            (g.ObjectsExist(tuple((o.api_version, o.kind, o.name, o.namespace) for o in model_objects)),),
         )
     )
     gateway_deps = ["namespace", *gateway_class_done]
     if "gateway-api-crds" in crd_steps:
         gateway_deps.insert(1, "gateway-api-crds")
+    listeners = ", ".join(f"{li.name}:{li.port}" for li in lab.gateway.listeners)
+    proxy = stack.proxy
+    proxy_gate = g.ProxyAvailable(
+        gateway=lab.gateway.name,
+        namespace=proxy.namespace or ns,
+        name=proxy.deployment.format(gateway=lab.gateway.name) if proxy.deployment else None,
+        label_selector=proxy.label_selector.format(gateway=lab.gateway.name) if proxy.label_selector else None,
+    )
     steps.append(
         _apply_step(
             rendered,
             "gateway",
-            f"create Gateway {lab.gateway.name} ({', '.join(f'{li.name}:{li.port}' for li in lab.gateway.listeners)})",
+            f"create Gateway {lab.gateway.name} ({listeners})",
             tuple(dict.fromkeys(gateway_deps)),
-            (f"Gateway/{ns}/{lab.gateway.name} Programmed with an address", f"proxy for {lab.gateway.name} Available"),
+            (g.GatewayProgrammed(ns, lab.gateway.name), proxy_gate),
         )
     )
-    pool_status = "status.parent" if resolved.gie.era == "alpha" else "status.parents"
     steps.append(
         _apply_step(
             rendered,
@@ -209,8 +236,8 @@ def build_plan(rendered: Rendered) -> Plan:
             f"route {lab.route_listener.name} traffic to InferencePool {lab.pool.name}",
             ("gateway", "pool"),
             (
-                f"HTTPRoute/{ns}/{lab.route.name} Accepted and ResolvedRefs",
-                f"InferencePool/{ns}/{lab.pool.name} {pool_status} Accepted and ResolvedRefs for the Gateway",
+                g.RouteAccepted(ns, lab.route.name),
+                g.PoolAccepted(ns, lab.pool.name, resolved.gie.pool_api, lab.gateway.name),
             ),
         )
     )
@@ -222,7 +249,7 @@ def build_plan(rendered: Rendered) -> Plan:
             kind="probe",
             title=f"send a completion for {model!r} through the gateway",
             depends_on=("route", "models", "workload"),
-            waits_for=(f"POST {url}/v1/completions answers 200",),
+            gates=(g.Answers(url),),
         )
     )
     return Plan(
@@ -238,21 +265,22 @@ def build_plan(rendered: Rendered) -> Plan:
     )
 
 
+def _deployment_gate(ref: str) -> g.DeploymentAvailable:
+    namespace, name = ref.split("/", 1)
+    return g.DeploymentAvailable(namespace, name)
+
+
 def _apply_step(
-    rendered: Rendered, step_id: str, title: str, depends_on: tuple[str, ...], waits_for: tuple[str, ...]
+    rendered: Rendered, step_id: str, title: str, depends_on: tuple[str, ...], gates: tuple[g.Gate, ...]
 ) -> Step:
     return Step(
         id=step_id,
         kind="apply",
         title=title,
         depends_on=depends_on,
-        waits_for=waits_for,
+        gates=gates,
         objects=tuple(obj.ref for obj in rendered.objects_for(step_id)),
     )
-
-
-def _short_names(crds: tuple[str, ...]) -> str:
-    return ", ".join(crd.split(".", 1)[0] for crd in crds)
 
 
 def _assign_waves(steps: list[Step]) -> list[Step]:

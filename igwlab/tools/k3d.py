@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from typing import Any
 
 from igwlab.labs import ClusterSpec, Listener
+from igwlab.tools.proc import ToolRunner
 
 
 def create_cluster_argv(cluster: ClusterSpec, listeners: Sequence[Listener]) -> list[str]:
@@ -32,3 +35,21 @@ def create_cluster_argv(cluster: ClusterSpec, listeners: Sequence[Listener]) -> 
         argv += ["--port", f"{listener.effective_host_port}:{listener.port}@loadbalancer"]
     argv += ["--kubeconfig-update-default=false", "--kubeconfig-switch-context=false", "--wait"]
     return argv
+
+
+def list_clusters(tools: ToolRunner) -> list[dict[str, Any]]:
+    result = tools.run(["k3d", "cluster", "list", "-o", "json"], timeout=30)
+    data = json.loads(result.stdout or "[]")
+    return data if isinstance(data, list) else []
+
+
+def cluster_exists(tools: ToolRunner, name: str) -> bool:
+    return any(cluster.get("name") == name for cluster in list_clusters(tools))
+
+
+def kubeconfig(tools: ToolRunner, name: str) -> str:
+    return tools.run(["k3d", "kubeconfig", "get", name], timeout=30).stdout
+
+
+def delete_cluster(tools: ToolRunner, name: str, timeout: float) -> None:
+    tools.run(["k3d", "cluster", "delete", name], timeout=timeout)

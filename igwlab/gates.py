@@ -1,0 +1,234 @@
+"""Readiness gates: what a step waits for, checked against the Kubernetes API.
+
+Each gate says what it waits for (`describe`, shown by `plan`) and, when checked, whether it
+holds and the object's last state (shown when a wait times out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from igwlab.tools.kube import KubeApi, condition, describe_condition, is_true
+
+
+@dataclass(frozen=True)
+class GateState:
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Gate:
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def check(self, kube: KubeApi) -> GateState:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class NodesReady(Gate):
+    def describe(self) -> str:
+        return "node Ready"
+
+    def check(self, kube: KubeApi) -> GateState:
+        nodes = kube.list_objects("v1", "Node")
+        ready = [n for n in nodes if is_true(condition(n, "Ready"))]
+        return GateState(bool(ready), f"{len(ready)} of {len(nodes)} nodes Ready")
+
+
+@dataclass(frozen=True)
+class CrdsEstablished(Gate):
+    names: tuple[str, ...]
+
+    def describe(self) -> str:
+        short = ", ".join(name.split(".", 1)[0] for name in self.names)
+        return f"{len(self.names)} CRDs Established ({short})"
+
+    def check(self, kube: KubeApi) -> GateState:
+        pending = []
+        for name in self.names:
+            crd = kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+            if not is_true(condition(crd, "Established")):
+                pending.append(name if crd else f"{name} (missing)")
+        return GateState(not pending, "not Established: " + ", ".join(pending) if pending else "all Established")
+
+
+@dataclass(frozen=True)
+class NamespaceActive(Gate):
+    name: str
+
+    def describe(self) -> str:
+        return "Namespace Active"
+
+    def check(self, kube: KubeApi) -> GateState:
+        namespace = kube.get("v1", "Namespace", self.name)
+        phase = (namespace or {}).get("status", {}).get("phase")
+        return GateState(namespace is not None and phase in (None, "Active"), f"Namespace {self.name}: {phase}")
+
+
+def _deployment_state(deployment: dict[str, Any] | None, label: str) -> GateState:
+    if deployment is None:
+        return GateState(False, f"{label} does not exist yet")
+    status = deployment.get("status") or {}
+    available = is_true(condition(deployment, "Available"))
+    ready = int(status.get("readyReplicas") or 0)
+    wanted = int((deployment.get("spec") or {}).get("replicas", 1))
+    ok = available and ready >= wanted
+    return GateState(
+        ok, f"{label}: {ready}/{wanted} ready, {describe_condition(condition(deployment, 'Available'), 'Available')}"
+    )
+
+
+@dataclass(frozen=True)
+class DeploymentAvailable(Gate):
+    namespace: str
+    name: str
+    replicas: int | None = None
+    note: str = ""
+
+    def describe(self) -> str:
+        count = f" ({self.replicas} ready)" if self.replicas else ""
+        return f"Deployment/{self.namespace}/{self.name} Available{count}{self.note}"
+
+    def check(self, kube: KubeApi) -> GateState:
+        label = f"Deployment {self.namespace}/{self.name}"
+        return _deployment_state(kube.get("apps/v1", "Deployment", self.name, self.namespace), label)
+
+
+@dataclass(frozen=True)
+class ProxyAvailable(Gate):
+    """The data-plane Deployment a provider creates for a Gateway (found by name or by label)."""
+
+    gateway: str
+    namespace: str
+    name: str | None = None
+    label_selector: str | None = None
+
+    def describe(self) -> str:
+        return f"proxy for {self.gateway} Available"
+
+    def check(self, kube: KubeApi) -> GateState:
+        if self.name is not None:
+            deployment = kube.get("apps/v1", "Deployment", self.name, self.namespace)
+            return _deployment_state(deployment, f"proxy Deployment {self.namespace}/{self.name}")
+        found = kube.list_objects("apps/v1", "Deployment", self.namespace, self.label_selector)
+        if not found:
+            return GateState(False, f"no proxy Deployment matching {self.label_selector} in {self.namespace}")
+        return _deployment_state(found[0], f"proxy Deployment {self.namespace}/{found[0]['metadata']['name']}")
+
+
+@dataclass(frozen=True)
+class GatewayClassAccepted(Gate):
+    name: str
+
+    def describe(self) -> str:
+        return f"GatewayClass/{self.name} Accepted"
+
+    def check(self, kube: KubeApi) -> GateState:
+        gateway_class = kube.get("gateway.networking.k8s.io/v1", "GatewayClass", self.name)
+        if gateway_class is None:
+            return GateState(False, f"GatewayClass {self.name} does not exist (the provider creates it)")
+        accepted = condition(gateway_class, "Accepted")
+        return GateState(is_true(accepted), describe_condition(accepted, "Accepted"))
+
+
+@dataclass(frozen=True)
+class GatewayProgrammed(Gate):
+    namespace: str
+    name: str
+
+    def describe(self) -> str:
+        return f"Gateway/{self.namespace}/{self.name} Programmed with an address"
+
+    def check(self, kube: KubeApi) -> GateState:
+        gateway = kube.get("gateway.networking.k8s.io/v1", "Gateway", self.name, self.namespace)
+        if gateway is None:
+            return GateState(False, f"Gateway {self.namespace}/{self.name} does not exist")
+        programmed = condition(gateway, "Programmed")
+        addresses = (gateway.get("status") or {}).get("addresses") or []
+        ok = is_true(programmed) and bool(addresses)
+        detail = describe_condition(programmed, "Programmed")
+        if is_true(programmed) and not addresses:
+            detail += "; no address assigned yet"
+        return GateState(ok, detail)
+
+
+def _parent_conditions_ok(parent: dict[str, Any]) -> tuple[bool, str]:
+    accepted = condition(parent, "Accepted", ("conditions",))
+    resolved = condition(parent, "ResolvedRefs", ("conditions",))
+    ok = is_true(accepted) and is_true(resolved)
+    return ok, f"{describe_condition(accepted, 'Accepted')}; {describe_condition(resolved, 'ResolvedRefs')}"
+
+
+@dataclass(frozen=True)
+class RouteAccepted(Gate):
+    namespace: str
+    name: str
+
+    def describe(self) -> str:
+        return f"HTTPRoute/{self.namespace}/{self.name} Accepted and ResolvedRefs"
+
+    def check(self, kube: KubeApi) -> GateState:
+        route = kube.get("gateway.networking.k8s.io/v1", "HTTPRoute", self.name, self.namespace)
+        parents = ((route or {}).get("status") or {}).get("parents") or []
+        if not parents:
+            return GateState(False, f"HTTPRoute {self.namespace}/{self.name} has no parent status yet")
+        states = [_parent_conditions_ok(parent) for parent in parents]
+        return GateState(all(ok for ok, _ in states), " | ".join(detail for _, detail in states))
+
+
+@dataclass(frozen=True)
+class PoolAccepted(Gate):
+    namespace: str
+    name: str
+    api_version: str
+    gateway: str
+
+    @property
+    def status_field(self) -> str:
+        return "parent" if self.api_version.endswith("v1alpha2") else "parents"
+
+    def describe(self) -> str:
+        return (
+            f"InferencePool/{self.namespace}/{self.name} status.{self.status_field} Accepted and ResolvedRefs "
+            "for the Gateway"
+        )
+
+    def check(self, kube: KubeApi) -> GateState:
+        pool = kube.get(self.api_version, "InferencePool", self.name, self.namespace)
+        parents = ((pool or {}).get("status") or {}).get(self.status_field) or []
+        # Some controllers first report a placeholder parent (kind Status, name default): match the Gateway.
+        mine = [p for p in parents if (p.get("parentRef") or {}).get("name") == self.gateway]
+        if not mine:
+            return GateState(
+                False, f"InferencePool {self.namespace}/{self.name} has no status for Gateway {self.gateway} yet"
+            )
+        ok, detail = _parent_conditions_ok(mine[0])
+        return GateState(ok, detail)
+
+
+@dataclass(frozen=True)
+class ObjectsExist(Gate):
+    refs: tuple[tuple[str, str, str, str | None], ...]  # apiVersion, kind, name, namespace
+
+    def describe(self) -> str:
+        return "accepted by the API server"
+
+    def check(self, kube: KubeApi) -> GateState:
+        missing = [f"{kind}/{name}" for api, kind, name, ns in self.refs if kube.get(api, kind, name, ns) is None]
+        return GateState(not missing, "missing: " + ", ".join(missing) if missing else "all present")
+
+
+@dataclass(frozen=True)
+class Answers(Gate):
+    """Checked by the warm-up probe over HTTP, not through the Kubernetes API."""
+
+    url: str
+
+    def describe(self) -> str:
+        return f"POST {self.url}/v1/completions answers 200"
+
+    def check(self, kube: KubeApi) -> GateState:
+        raise NotImplementedError("the warm-up probe checks this gate over HTTP")

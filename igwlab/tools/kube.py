@@ -1,0 +1,125 @@
+"""The small Kubernetes interface igwlab needs, and its implementation on the `kubernetes` client.
+
+Everything above this module talks to `KubeApi`; tests back it with an in-memory fake
+(igwlab.testing.fakecluster), and a real API server backs it in use.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+FIELD_MANAGER = "igwlab"
+Manifest = dict[str, Any]
+
+
+class KubeApi(Protocol):
+    def apply(self, manifest: Manifest) -> Manifest:
+        """Server-side apply with field manager `igwlab` (conflicts forced: igwlab owns its objects)."""
+        ...
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Manifest | None: ...
+
+    def list_objects(
+        self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[Manifest]: ...
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool: ...
+
+    def events(self, namespace: str) -> list[Manifest]: ...
+
+    def logs(self, namespace: str, pod: str, tail_lines: int = 200) -> str: ...
+
+
+def condition(obj: Manifest | None, kind: str, path: tuple[str, ...] = ("status", "conditions")) -> Manifest | None:
+    node: Any = obj
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    for item in node or []:
+        if isinstance(item, dict) and item.get("type") == kind:
+            return item
+    return None
+
+
+def is_true(cond: Manifest | None) -> bool:
+    return cond is not None and cond.get("status") == "True"
+
+
+def describe_condition(cond: Manifest | None, kind: str) -> str:
+    if cond is None:
+        return f"no {kind} condition yet"
+    text = f"{kind}={cond.get('status')}"
+    if cond.get("reason"):
+        text += f" {cond['reason']}"
+    if cond.get("message"):
+        text += f": {str(cond['message'])[:160]}"
+    return text
+
+
+class KubernetesApi:
+    """KubeApi on the official client's dynamic API (imported only when a cluster is used)."""
+
+    def __init__(self, kubeconfig: str | None = None, context: str | None = None) -> None:
+        from kubernetes import config
+        from kubernetes.client import ApiClient, CoreV1Api
+        from kubernetes.dynamic import DynamicClient
+
+        api_client: ApiClient = config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+        self._dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
+        self._core = CoreV1Api(api_client)
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        try:
+            return self._dynamic.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            # A CRD installed a moment ago is not in the cached discovery yet.
+            self._dynamic.resources.invalidate_cache()
+            return self._dynamic.resources.get(api_version=api_version, kind=kind)
+
+    def apply(self, manifest: Manifest) -> Manifest:
+        resource = self._resource(manifest["apiVersion"], manifest["kind"])
+        metadata = manifest["metadata"]
+        result = resource.server_side_apply(
+            body=manifest,
+            name=metadata["name"],
+            namespace=metadata.get("namespace"),
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+        return dict(result.to_dict())
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Manifest | None:
+        from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+
+        try:
+            return dict(self._resource(api_version, kind).get(name=name, namespace=namespace).to_dict())
+        except (NotFoundError, ResourceNotFoundError):
+            return None
+
+    def list_objects(
+        self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[Manifest]:
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        try:
+            result = self._resource(api_version, kind).get(namespace=namespace, label_selector=label_selector)
+        except ResourceNotFoundError:
+            return []
+        return [dict(item) for item in result.to_dict().get("items", [])]
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+
+        try:
+            self._resource(api_version, kind).delete(name=name, namespace=namespace)
+        except (NotFoundError, ResourceNotFoundError):
+            return False
+        return True
+
+    def events(self, namespace: str) -> list[Manifest]:
+        items = self._core.list_namespaced_event(namespace).items
+        return [self._core.api_client.sanitize_for_serialization(item) for item in items]
+
+    def logs(self, namespace: str, pod: str, tail_lines: int = 200) -> str:
+        return str(self._core.read_namespaced_pod_log(pod, namespace, tail_lines=tail_lines, timestamps=True))
