@@ -224,6 +224,8 @@ def _ports_finding(ports: tuple[int, ...]) -> Finding:
 
 def port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Like Docker's port proxy (Go sets SO_REUSEADDR): connections lingering in TIME_WAIT don't count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("0.0.0.0", port))
         except OSError as error:

@@ -8,25 +8,31 @@ from __future__ import annotations
 
 import typer
 
-from igwlab.cli import labs_cmd, plan_cmd, render_cmd, sim_cmd, verify_cmd
+from igwlab.cli import labs_cmd, lifecycle_cmds, plan_cmd, render_cmd, sim_cmd, verify_cmd
 
 app = typer.Typer(
     name="igwlab",
     help=(
         "Labs for the Kubernetes Gateway API Inference Extension.\n\n"
-        "Pick a lab with --lab, or a gateway with --provider; `igwlab labs` lists the presets, "
-        "`igwlab plan` shows every step `up` would run, and `igwlab render --out DIR` writes "
-        "every object and Helm values file it would apply."
+        "`igwlab up` brings a lab up on a new k3d cluster (or an existing one with --context), "
+        "`igwlab verify` proves inference routing works, `igwlab teardown` removes it. Pick a lab "
+        "with --lab, or a gateway with --provider; `igwlab labs` lists the presets and `igwlab plan` "
+        "shows every step `up` runs."
     ),
     epilog=(
-        "Examples:  igwlab labs  ·  igwlab plan --provider kgateway  ·  "
-        "igwlab render --lab kgateway-fake-llm --out out/"
+        "Examples:  igwlab up --provider kgateway  ·  igwlab verify  ·  igwlab teardown --yes  ·  "
+        "igwlab up --context my-cluster --lab kv-cache-aware"
     ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+app.command("up")(lifecycle_cmds.up)
+app.command("status")(lifecycle_cmds.status)
+app.command("teardown")(lifecycle_cmds.teardown)
+app.command("doctor")(lifecycle_cmds.doctor)
+app.command("diagnose")(lifecycle_cmds.diagnose)
 app.add_typer(labs_cmd.app, name="labs")
 app.command("plan")(plan_cmd.plan)
 app.command("render")(render_cmd.render)

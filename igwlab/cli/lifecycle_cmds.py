@@ -1,0 +1,224 @@
+"""`igwlab up`, `status`, `teardown`, `doctor` and `diagnose`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from igwlab.cli.options import GieOption, JsonOption, LabOption, ProviderOption, WorkloadOption, lab_selection
+from igwlab.cli.output import handle_errors, print_json, stderr, stdout
+
+ContextOption = Annotated[
+    str | None,
+    typer.Option(
+        "--context",
+        help="Use this existing cluster (a kubeconfig context) instead of creating a k3d "
+        "one. igwlab then installs into it and `teardown` removes only what the lab created.",
+        show_default=False,
+    ),
+]
+
+
+@handle_errors
+def up(
+    lab: LabOption = None,
+    provider: ProviderOption = None,
+    workload: WorkloadOption = None,
+    gie_version: GieOption = None,
+    cluster: Annotated[str | None, typer.Option(help="k3d cluster name (default: the lab's, igwlab).")] = None,
+    context: ContextOption = None,
+    timeout: Annotated[float, typer.Option(help="Seconds each step may wait for readiness.", min=1)] = 600,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Go through every step without changing anything: print what each would do."),
+    ] = False,
+    set_context: Annotated[
+        bool,
+        typer.Option(
+            "--set-context",
+            help="Also merge the k3d cluster into your kubeconfig and switch to it (off: your context is left alone).",
+        ),
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Bring a lab up: cluster, CRDs, gateway, model servers, pool and EPP, models, route.
+
+    Checks prerequisites first (exit 3, nothing created, when Docker, k3d or helm is missing),
+    then runs the steps of `igwlab plan`, independent ones at once, each waited until really
+    ready, and finishes with a completion sent through the gateway. Re-running continues where a
+    failed or interrupted run stopped, and changes nothing on a finished lab. On k3d the URL is a
+    localhost port; with --context it is the Gateway's address. Every run leaves a record in the
+    state directory; `igwlab diagnose` bundles it with cluster events and logs.
+    """
+    from igwlab.lifecycle import UpOptions
+    from igwlab.lifecycle import up as run_up
+
+    options = UpOptions(
+        selection=lab_selection(lab, provider, workload, gie_version),
+        cluster=cluster,
+        context=context,
+        timeout_s=timeout,
+        dry_run=dry_run,
+        set_context=set_context,
+    )
+    from igwlab.cli.progress import Progress, summary_table
+    from igwlab.lifecycle import prepare
+
+    _, _, plan = prepare(options.selection, cluster, context)
+    if dry_run or json_output:
+        result = run_up(options)
+    else:
+        with Progress(plan) as progress:
+            result = run_up(options, on_event=progress)
+    if json_output:
+        print_json(
+            {
+                "lab": result.plan.lab,
+                "ok": result.run.ok,
+                "url": result.url,
+                "dry_run": dry_run,
+                "record": str(result.record) if result.record else None,
+                "duration_s": round(result.duration_s, 2),
+                "steps": [vars(result.run.outcomes[s.id]) for s in result.plan.steps],
+                "error": result.run.error.as_dict() if result.run.error else None,
+            }
+        )
+    elif dry_run:
+        from igwlab.cli.render_text import print_plan
+
+        print_plan(result.plan)
+        stdout().print("dry run: every step was walked through and nothing was changed.")
+        if result.doctor is not None and not result.doctor.ok:
+            for finding in result.doctor.failures():
+                stderr().print(f"[yellow]a real run would stop here:[/] {finding.name}: {finding.detail}")
+    else:
+        stdout().print(summary_table(result.plan, result.run))
+    if result.run.interrupted:
+        stderr().print("interrupted: run `igwlab up` again to continue where it stopped")
+        raise typer.Exit(130)
+    if result.run.error is not None:
+        from igwlab.cli.output import report_error
+
+        report_error(result.run.error)
+        stderr().print(f"run record: {result.record}  ·  collect everything: igwlab diagnose")
+        raise typer.Exit(int(result.run.error.exit_code))
+    if result.url and not json_output:
+        stdout().print(f"[bold green]lab {result.plan.lab} is up[/] in {result.duration_s:.0f}s: {result.url}")
+        stdout().print(
+            f"next: igwlab verify   ·   curl {result.url}/v1/completions -H 'Content-Type: "
+            f'application/json\' -d \'{{"model": "...", "prompt": "hi"}}\''
+        )
+
+
+@handle_errors
+def status(json_output: JsonOption = False) -> None:
+    """Show the lab that is up: its objects and their conditions, the Helm releases, the URL."""
+    from igwlab.lifecycle import status as lab_status
+
+    report = lab_status()
+    if json_output:
+        print_json(report)
+        return
+    from rich.table import Table
+
+    stdout().print(f"lab {report['lab']} ({report['status']}) at {report['url'] or 'no URL yet'}")
+    table = Table()
+    for column in ("object or gate", "ok", "conditions"):
+        table.add_column(column, overflow="fold")
+    for row in report["objects"]:
+        table.add_row(row["ref"], "yes" if row["exists"] else "NO", ", ".join(row["conditions"]))
+    stdout().print(table)
+    for release in report["releases"]:
+        state = "deployed" if release["deployed"] else "MISSING"
+        stdout().print(f"helm {release['namespace']}/{release['release']} {release['version']}: {state}")
+
+
+@handle_errors
+def teardown(
+    crds: Annotated[
+        bool,
+        typer.Option(
+            "--crds",
+            help="With --context: also delete the Gateway API and "
+            "inference CRDs (shared with anything else on the cluster).",
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove the lab: delete its k3d cluster, or on an existing cluster (--context at `up`) remove
+    only what the lab created, in reverse order; CRDs stay unless --crds."""
+    from igwlab.lifecycle import TeardownOptions, current_lab
+    from igwlab.lifecycle import teardown as run_teardown
+
+    current = current_lab()
+    target = (
+        f"the k3d cluster {current.resolved.lab.cluster.name}"
+        if current.context is None
+        else f"lab {current.resolved.lab.name}'s objects and releases in context {current.context}"
+    )
+    if not yes:
+        if not sys.stdin.isatty():
+            from igwlab.errors import UsageError
+
+            raise UsageError(
+                f"teardown would delete {target}", why="it asks first, and no terminal can answer", fix="pass --yes"
+            )
+        typer.confirm(f"Delete {target}?", abort=True)
+    removed = run_teardown(TeardownOptions(crds=crds), on_event=lambda line: stderr().print(line))
+    stdout().print(f"removed {len(removed)} things; nothing of lab {current.resolved.lab.name} is left")
+
+
+@handle_errors
+def doctor(
+    lab: LabOption = None,
+    provider: ProviderOption = None,
+    workload: WorkloadOption = None,
+    gie_version: GieOption = None,
+    context: ContextOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Check this machine can run the lab: Docker, k3d, helm, kubectl and their versions, CPUs and
+    memory for the workload, CPU architecture, free host ports, an existing cluster. Exit 3 when
+    something is missing."""
+    from igwlab.doctor import run_doctor
+    from igwlab.lifecycle import Environment, _kube_reachable
+    from igwlab.selection import resolve_lab
+    from igwlab.tools.proc import ToolRunner
+
+    resolved = resolve_lab(lab_selection(lab, provider, workload, gie_version))
+    reachable = _kube_reachable(Environment(), context) if context else None
+    report = run_doctor(resolved, ToolRunner(), context=context, kube_reachable=reachable)
+    if json_output:
+        print_json(report.as_dict())
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"igwlab doctor: lab {report.lab} ({report.mode})", title_justify="left")
+        for column in ("check", "result", "detail", "fix"):
+            table.add_column(column, overflow="fold")
+        style = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+        for finding in report.findings:
+            table.add_row(finding.name, f"[{style[finding.status]}]{finding.status}[/]", finding.detail, finding.fix)
+        stdout().print(table)
+    if not report.ok:
+        raise typer.Exit(3)
+
+
+@handle_errors
+def diagnose(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Archive to write (default: ./igwlab-diagnose-TIMESTAMP.tar.gz).", dir_okay=False
+        ),
+    ] = None,
+) -> None:
+    """Bundle what explains a failure into a tar.gz: the last run record (plan, events, every tool
+    command and its output), cluster events, the lab's objects, pod logs and Helm status."""
+    from igwlab.lifecycle import diagnose as run_diagnose
+
+    path = run_diagnose(out)
+    stdout().print(f"wrote {path}")

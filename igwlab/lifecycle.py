@@ -1,0 +1,412 @@
+"""`up`, `status`, `teardown` and `diagnose`: the lab's lifecycle, independent of any CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from igwlab.doctor import DoctorReport, run_doctor
+from igwlab.errors import IgwlabError, PrerequisiteError, UsageError
+from igwlab.plan import Plan, build_plan
+from igwlab.records import Event, RunRecord, latest_run
+from igwlab.render import Rendered, render_lab, to_yaml
+from igwlab.runner import EventSink, RunResult, Worker
+from igwlab.selection import LabSelection, ResolvedLab, resolve_lab
+from igwlab.state import current_lab_file, read_current_lab
+from igwlab.steps import Fetch, KubeFactory, UpContext, kubeconfig_path
+from igwlab.tools import k3d
+from igwlab.tools.kube import KubeApi, KubernetesApi
+from igwlab.tools.proc import ToolRunner
+
+
+def real_kube(kubeconfig: Path | None, context: str | None) -> KubeApi:
+    return KubernetesApi(str(kubeconfig) if kubeconfig else None, context)
+
+
+def http_fetch(url: str) -> str:
+    import httpx
+
+    try:
+        response = httpx.get(url, follow_redirects=True, timeout=60)
+        response.raise_for_status()
+    except httpx.HTTPError as error:
+        raise IgwlabError(
+            f"could not download {url}: {error}",
+            fix="check the network (a proxy?) and re-run; igwlab continues where it stopped",
+        ) from error
+    return response.text
+
+
+@dataclass
+class Environment:
+    """What reaches the outside world; tests swap in fakes."""
+
+    kube_factory: KubeFactory = real_kube
+    fetch: Fetch = http_fetch
+    tool_env: dict[str, str] | None = None
+    poll_s: float = 0.25
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    selection: LabSelection
+    cluster: str | None = None
+    context: str | None = None
+    timeout_s: float = 600.0
+    dry_run: bool = False
+    set_context: bool = False
+
+
+@dataclass
+class UpResult:
+    plan: Plan
+    run: RunResult
+    doctor: DoctorReport | None
+    url: str | None
+    record: Path | None
+    duration_s: float
+
+
+def prepare(selection: LabSelection, cluster: str | None, context: str | None) -> tuple[ResolvedLab, Rendered, Plan]:
+    resolved = resolve_lab(selection)
+    if cluster:
+        lab = resolved.lab
+        resolved = replace(
+            resolved, lab=lab.model_copy(update={"cluster": lab.cluster.model_copy(update={"name": cluster})})
+        )
+    rendered = render_lab(resolved)
+    return resolved, rendered, build_plan(rendered, context=context)
+
+
+def _kube_reachable(env: Environment, context: str) -> bool:
+    try:
+        env.kube_factory(None, context).list_objects("v1", "Namespace")
+    except Exception:
+        return False
+    return True
+
+
+def up(options: UpOptions, env: Environment | None = None, on_event: EventSink | None = None) -> UpResult:
+    env = env or Environment()
+    started = time.perf_counter()
+    resolved, rendered, plan = prepare(options.selection, options.cluster, options.context)
+    record = None if options.dry_run else RunRecord.create("up", resolved.lab.name)
+    tools = ToolRunner(recorder=record.command if record else None, env=env.tool_env)
+
+    reachable = _kube_reachable(env, options.context) if options.context else None
+    doctor = run_doctor(resolved, tools, context=options.context, kube_reachable=reachable)
+    if record is not None:
+        record.write_json("plan.json", plan.as_dict())
+        record.write_json("doctor.json", doctor.as_dict())
+    if not doctor.ok and not options.dry_run:
+        failures = doctor.failures()
+        raise PrerequisiteError(
+            "prerequisites missing: " + "; ".join(f"{f.name}: {f.detail}" for f in failures),
+            why="igwlab checks these before it creates anything, and created nothing",
+            fix=" · ".join(f.fix for f in failures if f.fix) + " (`igwlab doctor` lists every check)",
+        )
+
+    ctx = UpContext(
+        resolved=resolved,
+        rendered=rendered,
+        plan=plan,
+        tools=tools,
+        record=record,
+        kube_factory=env.kube_factory,
+        fetch=env.fetch,
+        context=options.context,
+        timeout_s=options.timeout_s,
+        dry_run=options.dry_run,
+        poll_s=env.poll_s,
+    )
+    lab_file = options.selection.lab if options.selection.lab and Path(options.selection.lab).is_file() else None
+    if not options.dry_run:
+        _write_current(resolved, options, record, url=None, status="in-progress", lab_file=lab_file)
+    result = Worker(ctx, on_event).run()
+    url = None
+    if result.ok and not options.dry_run:
+        url = ctx.gateway_url()
+        _write_current(resolved, options, record, url=url, status="up", lab_file=lab_file)
+        if options.set_context and options.context is None:
+            tools.run(
+                [
+                    "k3d",
+                    "kubeconfig",
+                    "merge",
+                    resolved.lab.cluster.name,
+                    "--kubeconfig-merge-default",
+                    "--kubeconfig-switch-context",
+                ],
+                timeout=60,
+            )
+    if record is not None:
+        record.write_json(
+            "result.json",
+            {
+                "ok": result.ok,
+                "interrupted": result.interrupted,
+                "url": url,
+                "error": result.error.as_dict() if result.error else None,
+                "steps": {sid: vars(outcome) for sid, outcome in result.outcomes.items()},
+            },
+        )
+    return UpResult(plan, result, doctor, url, record.directory if record else None, time.perf_counter() - started)
+
+
+def _write_current(
+    resolved: ResolvedLab,
+    options: UpOptions,
+    record: RunRecord | None,
+    *,
+    url: str | None,
+    status: str,
+    lab_file: str | None,
+) -> None:
+    path = current_lab_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "lab": resolved.lab.name,
+        "lab_file": str(Path(lab_file).resolve()) if lab_file else None,
+        "selection": {
+            "provider": options.selection.provider,
+            "workload": options.selection.workload,
+            "gie_version": options.selection.gie_version,
+        },
+        "cluster": resolved.lab.cluster.name,
+        "context": options.context,
+        "kubeconfig": None if options.context else str(kubeconfig_path(resolved.lab.cluster.name)),
+        "namespace": resolved.lab.namespace,
+        "url": url,
+        "status": status,
+        "run": str(record.directory) if record else None,
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+# -- the lab that is up ------------------------------------------------------------------------------
+
+
+@dataclass
+class CurrentLab:
+    data: dict[str, Any]
+    resolved: ResolvedLab
+    rendered: Rendered
+    plan: Plan
+
+    @property
+    def context(self) -> str | None:
+        return self.data.get("context")
+
+    def kube(self, env: Environment) -> KubeApi:
+        kubeconfig = self.data.get("kubeconfig")
+        return env.kube_factory(Path(kubeconfig) if kubeconfig else None, self.context)
+
+    def helm_target(self) -> list[str]:
+        if self.context:
+            return ["--kube-context", self.context]
+        return ["--kubeconfig", str(self.data["kubeconfig"])]
+
+
+def current_lab() -> CurrentLab:
+    data = read_current_lab()
+    if data is None:
+        raise UsageError(
+            "no lab is up", why=f"{current_lab_file()} does not exist", fix="bring one up with `igwlab up`"
+        )
+    selection = data.get("selection") or {}
+    reference = data.get("lab_file") or data["lab"]
+    resolved, rendered, plan = prepare(
+        LabSelection(lab=reference, workload=selection.get("workload"), gie_version=selection.get("gie_version")),
+        data.get("cluster"),
+        data.get("context"),
+    )
+    return CurrentLab(data, resolved, rendered, plan)
+
+
+def status(env: Environment | None = None) -> dict[str, Any]:
+    env = env or Environment()
+    current = current_lab()
+    kube = current.kube(env)
+    objects = []
+    for obj in current.rendered.objects:
+        live = kube.get(obj.api_version, obj.kind, obj.name, obj.namespace)
+        objects.append({"ref": obj.ref, "exists": live is not None, "conditions": _conditions(live)})
+    for step in current.plan.steps:
+        for gate in step.gates:
+            if step.kind == "probe":
+                continue
+            state = gate.check(kube)
+            objects.append({"ref": gate.describe(), "exists": state.ok, "conditions": [state.detail]})
+    tools = ToolRunner(env=env.tool_env)
+    releases = []
+    for release in current.rendered.releases:
+        result = tools.run(
+            ["helm", "status", release.name, "--namespace", release.namespace, *current.helm_target()],
+            timeout=60,
+            check=False,
+        )
+        releases.append(
+            {
+                "release": release.name,
+                "namespace": release.namespace,
+                "version": release.version,
+                "deployed": result.returncode == 0 and "deployed" in result.stdout,
+            }
+        )
+    return {
+        "lab": current.resolved.lab.name,
+        "status": current.data.get("status"),
+        "url": current.data.get("url"),
+        "cluster": current.data.get("cluster"),
+        "context": current.context,
+        "objects": objects,
+        "releases": releases,
+    }
+
+
+def _conditions(obj: dict[str, Any] | None) -> list[str]:
+    if obj is None:
+        return []
+    status_block = obj.get("status") or {}
+    found = [f"{c.get('type')}={c.get('status')}" for c in status_block.get("conditions") or []]
+    for parent in status_block.get("parents") or status_block.get("parent") or []:
+        name = (parent.get("parentRef") or {}).get("name")
+        found += [f"{name}: {c.get('type')}={c.get('status')}" for c in parent.get("conditions") or []]
+    return found
+
+
+@dataclass(frozen=True)
+class TeardownOptions:
+    crds: bool = False
+    keep_cluster: bool = False
+
+
+def teardown(
+    options: TeardownOptions, env: Environment | None = None, on_event: Callable[[str], None] | None = None
+) -> list[str]:
+    """Remove what `up` made; returns what was removed, in order."""
+    env = env or Environment()
+    say = on_event or (lambda _: None)
+    current = current_lab()
+    record = RunRecord.create("teardown", current.resolved.lab.name)
+    tools = ToolRunner(recorder=record.command, env=env.tool_env)
+    removed: list[str] = []
+    if current.context is None and not options.keep_cluster:
+        name = current.resolved.lab.cluster.name
+        if k3d.cluster_exists(tools, name):
+            say(f"deleting k3d cluster {name}")
+            k3d.delete_cluster(tools, name, timeout=300)
+            removed.append(f"k3d cluster {name}")
+        kubeconfig_path(name).unlink(missing_ok=True)
+    else:
+        removed += _remove_lab_objects(current, env, tools, options, say)
+    current_lab_file().unlink(missing_ok=True)
+    record.write_json("result.json", {"removed": removed})
+    return removed
+
+
+def _remove_lab_objects(
+    current: CurrentLab, env: Environment, tools: ToolRunner, options: TeardownOptions, say: Callable[[str], None]
+) -> list[str]:
+    """The lab's own objects and releases in reverse plan order (route, gateway, models, pool, workload,
+    namespace), then the provider's releases, then, only when asked, the CRDs."""
+    kube = current.kube(env)
+    removed: list[str] = []
+    steps = list(reversed(current.plan.steps))
+    ordered = [s for s in steps if not s.id.startswith("provider-") and s.kind != "crds"]
+    ordered += [s for s in steps if s.id.startswith("provider-")]
+    ordered += [s for s in steps if s.kind == "crds"]
+    for step in ordered:
+        if step.kind == "apply":
+            for obj in reversed(current.rendered.objects_for(step.id)):
+                if kube.delete(obj.api_version, obj.kind, obj.name, obj.namespace):
+                    say(f"deleted {obj.ref}")
+                    removed.append(obj.ref)
+        elif step.kind == "helm":
+            for summary in reversed(step.releases):
+                result = tools.run(
+                    [
+                        "helm",
+                        "uninstall",
+                        summary["release"],
+                        "--namespace",
+                        summary["namespace"],
+                        *current.helm_target(),
+                    ],
+                    timeout=300,
+                    check=False,
+                )
+                if result.returncode == 0:
+                    say(f"uninstalled Helm release {summary['release']}")
+                    removed.append(f"helm release {summary['namespace']}/{summary['release']}")
+        elif step.kind == "crds" and options.crds:
+            for crd in step.crds:
+                if kube.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd):
+                    say(f"deleted CRD {crd}")
+                    removed.append(f"CustomResourceDefinition/{crd}")
+    return removed
+
+
+def diagnose(out: Path | None, env: Environment | None = None) -> Path:
+    """A tar.gz with the last run record, cluster events, object dumps, pod logs and Helm status."""
+    env = env or Environment()
+    data = read_current_lab()
+    run = Path(data["run"]) if data and data.get("run") else latest_run("up")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = out or Path(f"igwlab-diagnose-{stamp}.tar.gz")
+    with tarfile.open(target, "w:gz") as archive:
+        if run is not None and run.is_dir():
+            archive.add(run, arcname=f"run/{run.name}")
+        notes: list[str] = []
+        if data is not None:
+            try:
+                _add_cluster_dump(archive, env, notes)
+            except Exception as error:  # an unreachable cluster still leaves the run record to read
+                notes.append(f"cluster not reachable: {type(error).__name__}: {error}")
+        else:
+            notes.append("no lab is recorded as up: only the last run record is included")
+        _add_text(archive, "NOTES.txt", "\n".join(notes) + "\n")
+    return target
+
+
+def _add_cluster_dump(archive: tarfile.TarFile, env: Environment, notes: list[str]) -> None:
+    current = current_lab()
+    kube = current.kube(env)
+    namespace = current.resolved.lab.namespace
+    _add_text(archive, "cluster/events.yaml", to_yaml(kube.events(namespace)))
+    for obj in current.rendered.objects:
+        live = kube.get(obj.api_version, obj.kind, obj.name, obj.namespace)
+        _add_text(archive, f"cluster/objects/{obj.kind}-{obj.name}.yaml", to_yaml(live) if live else "missing\n")
+    namespaces = {namespace} | {release.namespace for release in current.rendered.releases}
+    for ns in sorted(namespaces):
+        for pod in kube.list_objects("v1", "Pod", ns):
+            name = pod["metadata"]["name"]
+            _add_text(archive, f"cluster/logs/{ns}/{name}.log", kube.logs(ns, name))
+    tools = ToolRunner(env=env.tool_env)
+    for release in current.rendered.releases:
+        result = tools.run(
+            ["helm", "status", release.name, "--namespace", release.namespace, *current.helm_target()],
+            timeout=60,
+            check=False,
+        )
+        _add_text(archive, f"helm/{release.name}.txt", result.stdout + result.stderr)
+    notes.append(f"lab {current.resolved.lab.name}; namespaces {', '.join(sorted(namespaces))}")
+
+
+def _add_text(archive: tarfile.TarFile, name: str, text: str) -> None:
+    payload = text.encode()
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    info.mtime = int(time.time())
+    archive.addfile(info, io.BytesIO(payload))
+
+
+def format_event(event: Event) -> str:
+    duration = f" ({event.duration_s:.1f}s)" if event.duration_s is not None else ""
+    return f"{event.step}: {event.kind}{duration} {event.message}".rstrip()

@@ -1,0 +1,283 @@
+"""What each kind of plan step does: is it done already, apply it, wait for its gates.
+
+Dry-run goes through the same code: `apply` then only says what it would do (copier's `pretend`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from igwlab import gates as g
+from igwlab.errors import IgwlabError, StepTimeoutError
+from igwlab.plan import Plan, Step
+from igwlab.records import RunRecord, private_file
+from igwlab.render import Rendered, to_yaml
+from igwlab.selection import ResolvedLab
+from igwlab.state import state_dir
+from igwlab.tools import k3d
+from igwlab.tools.kube import KubeApi
+from igwlab.tools.proc import ToolRunner
+
+KubeFactory = Callable[[Path | None, str | None], KubeApi]
+Fetch = Callable[[str], str]
+
+
+class Cancelled(Exception):
+    """The user interrupted `up`; steps stop at their next check."""
+
+
+@dataclass
+class UpContext:
+    resolved: ResolvedLab
+    rendered: Rendered
+    plan: Plan
+    tools: ToolRunner
+    record: RunRecord | None
+    kube_factory: KubeFactory
+    fetch: Fetch
+    context: str | None = None
+    timeout_s: float = 600.0
+    dry_run: bool = False
+    poll_s: float = 0.25
+    cancel: threading.Event = field(default_factory=threading.Event)
+    _kube: KubeApi | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def kubeconfig(self) -> Path | None:
+        if self.context is not None:
+            return None
+        return kubeconfig_path(self.resolved.lab.cluster.name)
+
+    def kube(self) -> KubeApi:
+        with self._lock:
+            if self._kube is None:
+                self._kube = self.kube_factory(self.kubeconfig, self.context)
+            return self._kube
+
+    def helm_target(self) -> list[str]:
+        if self.context is not None:
+            return ["--kube-context", self.context]
+        return ["--kubeconfig", str(self.kubeconfig)]
+
+    def gateway_url(self) -> str:
+        """Where clients reach the lab: the mapped host port on k3d, the Gateway address otherwise."""
+        lab = self.resolved.lab
+        if self.context is None:
+            return self.plan.url
+        gateway = self.kube().get("gateway.networking.k8s.io/v1", "Gateway", lab.gateway.name, lab.namespace)
+        addresses = ((gateway or {}).get("status") or {}).get("addresses") or []
+        if not addresses:
+            raise IgwlabError(
+                f"Gateway {lab.namespace}/{lab.gateway.name} has no address",
+                fix="check `kubectl get gateway -A`; a LoadBalancer may be pending",
+            )
+        return f"http://{addresses[0]['value']}:{lab.route_listener.port}"
+
+
+def kubeconfig_path(cluster: str) -> Path:
+    return state_dir() / "clusters" / cluster / "kubeconfig"
+
+
+class StepAction:
+    def __init__(self, ctx: UpContext, step: Step) -> None:
+        self.ctx = ctx
+        self.step = step
+
+    # -- what a user sees in --dry-run ---------------------------------------------------------
+
+    def describe(self) -> list[str]:
+        step = self.step
+        lines = [" ".join(step.command)] if step.command else []
+        lines += [f"server-side apply {url}" for url in step.urls]
+        lines += [f"helm upgrade --install {r['release']} {r['chart']} --version {r['version']}" for r in step.releases]
+        lines += [f"apply {ref}" for ref in step.objects]
+        return lines or [step.title]
+
+    # -- is_done / apply / wait ------------------------------------------------------------------
+
+    def is_done(self) -> bool:
+        kind = self.step.kind
+        if kind == "cluster":
+            if self.ctx.context is not None:
+                return True
+            if not k3d.cluster_exists(self.ctx.tools, self.ctx.resolved.lab.cluster.name):
+                return False
+            self._write_kubeconfig()
+            return True
+        if kind == "probe":
+            return False
+        if kind == "helm" and not all(self._release_deployed(r) for r in self.step.releases):
+            return False
+        if kind == "apply" and not self._objects_exist():
+            return False
+        return all(state.ok for state in self._gate_states())
+
+    def apply(self) -> None:
+        handler = {
+            "cluster": self._apply_cluster,
+            "crds": self._apply_crds,
+            "helm": self._apply_helm,
+            "apply": self._apply_objects,
+            "probe": self._nothing_to_apply,
+        }[self.step.kind]
+        handler()
+
+    def _nothing_to_apply(self) -> None:
+        """The warm-up probe only waits."""
+
+    def wait(self) -> None:
+        if self.step.kind == "probe":
+            self._probe()
+            return
+        deadline = time.monotonic() + self.ctx.timeout_s
+        delay = self.ctx.poll_s
+        while True:
+            self._check_cancel()
+            states = self._gate_states()
+            pending = [(gate, state) for gate, state in zip(self.step.gates, states, strict=True) if not state.ok]
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                gate, state = pending[0]
+                raise StepTimeoutError(
+                    f"step {self.step.id}: gave up after {self.ctx.timeout_s:.0f}s waiting for {gate.describe()}",
+                    why=f"last seen: {state.detail}",
+                    fix="`igwlab diagnose` collects events, logs and object status; fix the cause and re-run "
+                    "`igwlab up`, which continues where it stopped (raise --timeout for slow image pulls)",
+                )
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 1.5, 2.0)
+
+    # -- kinds -------------------------------------------------------------------------------------
+
+    def _apply_cluster(self) -> None:
+        if self.ctx.context is not None:
+            return
+        self.ctx.tools.run(
+            list(self.step.command),
+            timeout=self.ctx.timeout_s,
+            fix="read k3d's message above; `k3d cluster list` shows existing clusters",
+        )
+        self._write_kubeconfig()
+
+    def _write_kubeconfig(self) -> None:
+        path = self.ctx.kubeconfig
+        assert path is not None
+        private_file(path, k3d.kubeconfig(self.ctx.tools, self.ctx.resolved.lab.cluster.name))
+
+    def _apply_crds(self) -> None:
+        kube = self.ctx.kube()
+        for url in self.step.urls:
+            for document in yaml.safe_load_all(self.ctx.fetch(url)):
+                if document:
+                    self._check_cancel()
+                    kube.apply(document)
+
+    def _apply_helm(self) -> None:
+        by_name = {release.name: release for release in self.ctx.rendered.releases}
+        for summary in self.step.releases:
+            release = by_name[summary["release"]]
+            values_file = self._values_path(release.values_file)
+            values_file.write_text(to_yaml(release.values) if release.values else "{}\n", encoding="utf-8")
+            argv = [
+                "helm",
+                "upgrade",
+                "--install",
+                release.name,
+                release.chart,
+                "--version",
+                release.version,
+                "--namespace",
+                release.namespace,
+                "--create-namespace",
+                "--values",
+                str(values_file),
+            ]
+            if release.repo:
+                argv += ["--repo", release.repo]
+            argv += self.ctx.helm_target()
+            self.ctx.tools.run(
+                argv,
+                timeout=self.ctx.timeout_s,
+                fix=f"read helm's message above; `helm status {release.name} -n {release.namespace}`",
+            )
+
+    def _values_path(self, name: str) -> Path:
+        base = self.ctx.record.directory / "helm" if self.ctx.record else state_dir() / "helm"
+        base.mkdir(parents=True, exist_ok=True)
+        return base / name
+
+    def _release_deployed(self, summary: dict[str, Any]) -> bool:
+        result = self.ctx.tools.run(
+            ["helm", "list", "--namespace", summary["namespace"], "--output", "json", *self.ctx.helm_target()],
+            timeout=60,
+            check=False,
+        )
+        if result.returncode != 0:
+            return False
+        try:
+            rows = json.loads(result.stdout or "[]")
+        except json.JSONDecodeError:
+            return False
+        version = str(summary["version"]).lstrip("v")
+        return any(
+            row.get("name") == summary["release"]
+            and row.get("status") == "deployed"
+            and str(row.get("chart", "")).endswith(f"-{version}")
+            for row in rows
+        )
+
+    def _objects_exist(self) -> bool:
+        kube = self.ctx.kube()
+        return all(
+            kube.get(o.api_version, o.kind, o.name, o.namespace) is not None
+            for o in self.ctx.rendered.objects_for(self.step.id)
+        )
+
+    def _apply_objects(self) -> None:
+        kube = self.ctx.kube()
+        for obj in self.ctx.rendered.objects_for(self.step.id):
+            self._check_cancel()
+            kube.apply(obj.manifest)
+
+    def _gate_states(self) -> list[g.GateState]:
+        kube = self.ctx.kube()
+        return [gate.check(kube) for gate in self.step.gates if not isinstance(gate, g.Answers)]
+
+    def _probe(self) -> None:
+        import httpx
+
+        url = self.ctx.gateway_url()
+        lab = self.ctx.resolved.lab
+        body = {"model": lab.models[0].name, "prompt": "igwlab warm-up", "max_tokens": 4}
+        deadline = time.monotonic() + self.ctx.timeout_s
+        last = "no answer yet"
+        while True:
+            self._check_cancel()
+            try:
+                response = httpx.post(f"{url}/v1/completions", json=body, timeout=30)
+                if response.status_code == 200:
+                    return
+                last = f"HTTP {response.status_code}: {response.text[:200]}"
+            except httpx.HTTPError as error:
+                last = f"{type(error).__name__}: {error}"
+            if time.monotonic() >= deadline:
+                raise StepTimeoutError(
+                    f"the gateway at {url} did not answer a completion within {self.ctx.timeout_s:.0f}s",
+                    why=f"last: {last}",
+                    fix=f"`igwlab verify --url {url}` explains what it sees; `igwlab diagnose` collects logs",
+                )
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+    def _check_cancel(self) -> None:
+        if self.ctx.cancel.is_set():
+            raise Cancelled()

@@ -1,0 +1,205 @@
+"""Fake k3d, helm, docker and kubectl executables (see the package docstring)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_SCRIPT = r"""#!{python}
+import json, os, sys, time
+from pathlib import Path
+
+import fcntl
+
+TOOL = {tool!r}
+STATE = Path({state!r})
+argv = sys.argv[1:]
+# Real tools keep their state elsewhere; these share files, so one fake command at a time.
+LOCK = open(STATE / "lock", "w")
+with open(STATE / "calls.jsonl", "a") as log:
+    log.write(json.dumps({{"tool": TOOL, "argv": argv, "time": time.time()}}) + "\n")
+config = json.loads((STATE / "config.json").read_text())
+words = " ".join([TOOL] + argv)
+
+def load(name, default):
+    path = STATE / name
+    return json.loads(path.read_text()) if path.exists() else default
+
+def save(name, data):
+    tmp = STATE / (name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(STATE / name)
+
+for prefix, delay in config.get("delays", {{}}).items():
+    if words.startswith(prefix):
+        time.sleep(delay)
+fcntl.flock(LOCK, fcntl.LOCK_EX)
+for prefix, failure in config.get("failures", {{}}).items():
+    if words.startswith(prefix):
+        sys.stderr.write(failure.get("stderr", "error\n"))
+        sys.exit(failure.get("rc", 1))
+
+def flag(name, default=None):
+    return argv[argv.index(name) + 1] if name in argv else default
+
+if TOOL == "docker":
+    if argv[:1] == ["info"]:
+        info = config.get("docker_info")
+        if info is None:
+            print(json.dumps({{"ServerVersion": "", "NCPU": 0, "MemTotal": 0}}))
+            sys.stderr.write("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
+                             "Is the docker daemon running?\n")
+            sys.exit(1)
+        print(json.dumps(info))
+        sys.exit(0)
+elif TOOL == "kubectl":
+    if argv[:1] == ["version"]:
+        print(json.dumps({{"clientVersion": {{"gitVersion": config.get("kubectl_version", "v1.31.2")}}}}))
+        sys.exit(0)
+elif TOOL == "k3d":
+    clusters = load("k3d.json", [])
+    if argv[:1] == ["version"]:
+        print("k3d version " + config.get("k3d_version", "v5.7.4") + "\nk3s version v1.31.5-k3s1 (default)")
+    elif argv[:2] == ["cluster", "list"]:
+        print(json.dumps([{{"name": name, "serversRunning": 1, "serversCount": 1}} for name in clusters]))
+    elif argv[:2] == ["cluster", "create"]:
+        name = argv[2]
+        if name in clusters:
+            sys.stderr.write(f"FATA[0000] Failed to create cluster '{{name}}' because a cluster with that "
+                             "name already exists\n")
+            sys.exit(1)
+        save("k3d.json", clusters + [name])
+        print(f"INFO[0012] Cluster '{{name}}' created successfully!")
+    elif argv[:2] == ["cluster", "delete"]:
+        save("k3d.json", [c for c in clusters if c != argv[2]])
+        print(f"INFO[0003] Successfully deleted cluster {{argv[2]}}!")
+    elif argv[:2] == ["kubeconfig", "get"]:
+        if argv[2] not in clusters:
+            sys.stderr.write(f"FATA[0000] cluster '{{argv[2]}}' not found\n")
+            sys.exit(1)
+        print("apiVersion: v1\nkind: Config\nclusters:\n- name: k3d-" + argv[2] +
+              "\n  cluster: {{server: 'https://0.0.0.0:6550'}}\ncontexts:\n- name: k3d-" + argv[2] +
+              "\n  context: {{cluster: k3d-" + argv[2] + ", user: admin@k3d-" + argv[2] + "}}\ncurrent-context: k3d-" +
+              argv[2] + "\nusers:\n- name: admin@k3d-" + argv[2] + "\n  user: {{token: fake}}\n")
+    else:
+        sys.stderr.write("fake k3d: unsupported " + words + "\n"); sys.exit(2)
+    sys.exit(0)
+elif TOOL == "helm":
+    releases = load("helm.json", {{}})
+    if argv[:1] == ["version"]:
+        print(config.get("helm_version", "v3.16.2+g13654a5"))
+    elif argv[:1] == ["upgrade"] and "--install" in argv:
+        valued = {{"--version", "--namespace", "-n", "--values", "-f", "--repo", "--kubeconfig", "--kube-context",
+                  "--timeout"}}
+        positional, skip = [], False
+        for arg in argv[1:]:
+            if skip:
+                skip = False
+            elif arg in valued:
+                skip = True
+            elif not arg.startswith("-"):
+                positional.append(arg)
+        name, chart = positional[0], positional[1]
+        namespace = flag("--namespace", "default")
+        values = flag("--values") or flag("-f")
+        releases[f"{{namespace}}/{{name}}"] = {{
+            "name": name, "namespace": namespace, "chart": chart, "version": flag("--version", ""),
+            "repo": flag("--repo"), "values": Path(values).read_text() if values else "",
+            "revision": releases.get(f"{{namespace}}/{{name}}", {{}}).get("revision", 0) + 1,
+        }}
+        save("helm.json", releases)
+        print(f'Release "{{name}}" has been upgraded. Happy Helming!')
+    elif argv[:1] in (["list"], ["ls"]):
+        namespace = flag("--namespace") or flag("-n")
+        rows = [{{"name": r["name"], "namespace": r["namespace"], "revision": str(r["revision"]), "status": "deployed",
+                 "chart": r["chart"].rstrip("/").split("/")[-1] + "-" + r["version"].lstrip("v"),
+                 "app_version": r["version"]}}
+                for r in releases.values() if namespace in (None, r["namespace"]) or "-A" in argv]
+        print(json.dumps(rows))
+    elif argv[:1] == ["uninstall"]:
+        namespace = flag("--namespace") or flag("-n") or "default"
+        key = f"{{namespace}}/{{argv[1]}}"
+        if key not in releases:
+            sys.stderr.write(f"Error: uninstall: Release not loaded: {{argv[1]}}: release: not found\n"); sys.exit(1)
+        del releases[key]
+        save("helm.json", releases)
+        print(f'release "{{argv[1]}}" uninstalled')
+    elif argv[:1] == ["status"]:
+        namespace = flag("--namespace") or flag("-n") or "default"
+        key = f"{{namespace}}/{{argv[1]}}"
+        if key not in releases:
+            sys.stderr.write("Error: release: not found\n"); sys.exit(1)
+        print(f"NAME: {{argv[1]}}\nNAMESPACE: {{namespace}}\nSTATUS: deployed\nREVISION: {{releases[key]['revision']}}")
+    else:
+        sys.stderr.write("fake helm: unsupported " + words + "\n"); sys.exit(2)
+    sys.exit(0)
+sys.stderr.write("fake " + TOOL + ": unsupported " + words + "\n")
+sys.exit(2)
+"""
+
+HEALTHY_DOCKER = {
+    "ServerVersion": "27.3.1",
+    "OperatingSystem": "Docker Desktop",
+    "NCPU": 8,
+    "MemTotal": 16 * 1024**3,
+    "Architecture": "x86_64",
+}
+
+
+@dataclass
+class FakeTools:
+    """A directory of fake executables and their shared state."""
+
+    bin_dir: Path
+    state_dir: Path
+
+    @classmethod
+    def install(
+        cls, root: Path, tools: tuple[str, ...] = ("k3d", "helm", "docker", "kubectl"), **config: Any
+    ) -> FakeTools:
+        bin_dir, state_dir = root / "bin", root / "state"
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fake = cls(bin_dir, state_dir)
+        fake.configure(**{"docker_info": HEALTHY_DOCKER, **config})
+        for tool in tools:
+            path = bin_dir / tool
+            path.write_text(_SCRIPT.format(python=sys.executable, tool=tool, state=str(state_dir)))
+            path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        return fake
+
+    def configure(self, **config: Any) -> None:
+        path = self.state_dir / "config.json"
+        current = json.loads(path.read_text()) if path.exists() else {}
+        current.update(config)
+        path.write_text(json.dumps(current))
+
+    def env(self, base: dict[str, str] | None = None, only_fakes: bool = True) -> dict[str, str]:
+        """An environment whose PATH starts with the fakes (and, by default, holds nothing else
+        that could answer for k3d, helm, docker or kubectl)."""
+        env = dict(base if base is not None else os.environ)
+        python_dir = str(Path(sys.executable).parent)
+        env["PATH"] = os.pathsep.join(
+            [str(self.bin_dir), python_dir] if only_fakes else [str(self.bin_dir), env.get("PATH", "")]
+        )
+        return env
+
+    def calls(self, tool: str | None = None) -> list[list[str]]:
+        path = self.state_dir / "calls.jsonl"
+        if not path.exists():
+            return []
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line]
+        return [[row["tool"], *row["argv"]] for row in rows if tool in (None, row["tool"])]
+
+    def helm_releases(self) -> dict[str, dict[str, Any]]:
+        path = self.state_dir / "helm.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def k3d_clusters(self) -> list[str]:
+        path = self.state_dir / "k3d.json"
+        return json.loads(path.read_text()) if path.exists() else []

@@ -1,0 +1,198 @@
+"""`igwlab up`, `status`, `teardown` and `diagnose` against fake executables and an in-memory cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from labworld import lab_world
+
+from igwlab.errors import ExitCode, PrerequisiteError
+from igwlab.lifecycle import TeardownOptions, diagnose, status, teardown, up
+from igwlab.state import read_current_lab
+
+
+@pytest.fixture(autouse=True)
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("IGWLAB_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+def _commands(world, tool: str, *prefix: str) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    return [call for call in world.tools.calls(tool) if call[1 : 1 + len(prefix)] == list(prefix)]
+
+
+def test_up_installs_in_order_waits_and_records(tmp_path: Path) -> None:
+    with lab_world(tmp_path) as world:
+        result = up(world.options(), world.env)
+    assert result.run.ok, result.run.error
+    assert result.url == f"http://localhost:{world.port}"
+    assert all(o.status == "done" for o in result.run.outcomes.values())
+
+    create = _commands(world, "k3d", "cluster", "create")
+    assert len(create) == 1 and "--disable=traefik@server:*" in create[0]
+    assert f"{world.port}:8081@loadbalancer" in create[0]
+    helm = [c[3] for c in _commands(world, "helm", "upgrade")]
+    assert helm == ["kgateway-crds", "kgateway"]
+    applied = world.cluster.applied
+    first = {ref.split("/")[0]: applied.index(ref) for ref in reversed(applied)}
+    assert first["CustomResourceDefinition"] < first["InferencePool"] < first["HTTPRoute"]
+    assert first["Namespace"] < first["Deployment"] and first["Gateway"] < first["HTTPRoute"]
+
+    current = read_current_lab()
+    assert current is not None and current["url"] == result.url and current["status"] == "up"
+    record = result.record
+    assert record is not None
+    assert {"plan.json", "events.jsonl", "commands.jsonl", "result.json", "doctor.json"} <= {
+        p.name for p in record.iterdir()
+    }
+    commands = [json.loads(line) for line in (record / "commands.jsonl").read_text().splitlines()]
+    assert any(row["argv"][:3] == ["k3d", "cluster", "create"] for row in commands)
+    assert all(isinstance(row["argv"], list) for row in commands)
+    events = [json.loads(line) for line in (record / "events.jsonl").read_text().splitlines()]
+    assert {e["kind"] for e in events} >= {"start", "apply", "wait", "done"}
+    kubeconfig = Path(current["kubeconfig"])
+    assert kubeconfig.stat().st_mode & 0o077 == 0, "the kubeconfig must be private"
+
+
+def test_independent_steps_run_concurrently(tmp_path: Path) -> None:
+    with lab_world(tmp_path) as world:
+        world.tools.configure(delays={"helm upgrade --install kgateway-crds": 0.6})
+        result = up(world.options(), world.env)
+        events = [json.loads(line) for line in (result.record / "events.jsonl").read_text().splitlines()]  # type: ignore[operator]
+    started = {e["step"]: e["time"] for e in events if e["kind"] == "start"}
+    finished = {e["step"]: e["time"] for e in events if e["kind"] == "done"}
+    # The workload does not wait for the gateway implementation's charts.
+    assert started["workload"] < finished["provider-kgateway-crds"]
+
+
+def test_a_rerun_of_a_finished_lab_changes_nothing(tmp_path: Path) -> None:
+    with lab_world(tmp_path) as world:
+        up(world.options(), world.env)
+        applied, calls = len(world.cluster.applied), len(world.tools.calls())
+        again = up(world.options(), world.env)
+        new_calls = world.tools.calls()[calls:]
+    assert again.run.ok
+    statuses = {sid: o.status for sid, o in again.run.outcomes.items()}
+    assert statuses.pop("warmup") == "done"
+    assert set(statuses.values()) == {"skipped"}
+    assert len(world.cluster.applied) == applied
+    assert not [c for c in new_calls if c[:3] in (["k3d", "cluster", "create"], ["helm", "upgrade", "--install"])]
+
+
+def test_a_failed_step_stops_and_a_rerun_resumes_there(tmp_path: Path) -> None:
+    with lab_world(tmp_path) as world:
+        world.tools.configure(
+            failures={
+                "helm upgrade --install kgateway oci": {
+                    "rc": 1,
+                    "stderr": "Error: failed to download chart: unexpected status code 503\n",
+                }
+            }
+        )
+        first = up(world.options(), world.env)
+        assert not first.run.ok and first.run.error is not None
+        assert first.run.outcomes["provider-kgateway"].status == "failed"
+        assert "503" in (first.run.error.why or "")
+        assert first.run.outcomes["gateway"].status == "not-run"
+        assert read_current_lab()["status"] == "in-progress"  # type: ignore[index]
+        world.tools.configure(failures={})
+        second = up(world.options(), world.env)
+    assert second.run.ok
+    statuses = {sid: o.status for sid, o in second.run.outcomes.items()}
+    assert statuses["cluster"] == statuses["provider-kgateway-crds"] == "skipped"
+    assert statuses["provider-kgateway"] == statuses["gateway"] == "done"
+    assert len(_commands(world, "k3d", "cluster", "create")) == 1
+
+
+def test_a_gate_that_never_holds_times_out_naming_the_object(tmp_path: Path) -> None:
+    with lab_world(tmp_path, never_ready={"Deployment/igwlab/fakellm-pool-epp"}) as world:
+        result = up(world.options(timeout_s=0.5), world.env)
+        error = result.run.error
+        assert error is not None and error.exit_code == ExitCode.TIMEOUT
+        assert "Deployment/igwlab/fakellm-pool-epp" in error.what
+        assert "0/1 ready" in (error.why or "") and "MinimumReplicasUnavailable" in (error.why or "")
+        assert "igwlab diagnose" in (error.fix or "")
+        bundle = diagnose(tmp_path / "diag.tar.gz", world.env)
+    with tarfile.open(bundle) as archive:
+        names = archive.getnames()
+    assert any(name.endswith("commands.jsonl") for name in names)
+    assert "cluster/objects/Deployment-fakellm-pool-epp.yaml" in names
+    assert any(name.startswith("helm/") for name in names) and "cluster/events.yaml" in names
+
+
+def test_missing_prerequisites_exit_3_within_seconds_and_create_nothing(tmp_path: Path) -> None:
+    with lab_world(tmp_path) as world:
+        world.tools.configure(docker_info=None)
+        start = time.monotonic()
+        with pytest.raises(PrerequisiteError) as caught:
+            up(world.options(), world.env)
+    assert time.monotonic() - start < 5
+    assert caught.value.exit_code == ExitCode.PREREQUISITES and "Docker" in caught.value.what
+    assert not _commands(world, "k3d", "cluster", "create") and not _commands(world, "helm", "upgrade")
+    assert read_current_lab() is None
+
+
+def test_ctrl_c_stops_running_commands_and_a_rerun_continues(tmp_path: Path) -> None:
+    with lab_world(tmp_path) as world:
+        world.tools.configure(delays={"helm upgrade --install kgateway oci": 30})
+        timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+        timer.start()
+        start = time.monotonic()
+        interrupted = up(world.options(timeout_s=60), world.env)
+        assert interrupted.run.interrupted and time.monotonic() - start < 15
+        assert interrupted.run.outcomes["provider-kgateway"].status == "cancelled"
+        world.tools.configure(delays={})
+        resumed = up(world.options(), world.env)
+    assert resumed.run.ok
+    assert resumed.run.outcomes["cluster"].status == "skipped"
+
+
+def test_existing_cluster_mode_uses_the_context_and_teardown_removes_only_the_lab(tmp_path: Path) -> None:
+    with lab_world(tmp_path, preset="agentgateway-fake-llm", context=True) as world:
+        result = up(world.options(context="ctx"), world.env)
+        assert result.run.ok, result.run.error
+        assert result.url == f"http://127.0.0.1:{world.port}"
+        assert not world.tools.calls("k3d")
+        for call in _commands(world, "helm", "upgrade"):
+            assert call[-2:] == ["--kube-context", "ctx"]
+        report = status(world.env)
+        assert report["url"] == result.url and all(r["deployed"] for r in report["releases"])
+        assert all(row["exists"] for row in report["objects"])
+        removed = teardown(TeardownOptions(), world.env)
+        remaining = world.cluster.refs()
+    assert removed.index("HTTPRoute/igwlab/llm-route") < removed.index("Gateway/igwlab/inference-gateway")
+    assert removed.index("helm release igwlab/fakellm-pool") < removed.index(
+        "helm release agentgateway-system/agentgateway"
+    )
+    assert not [ref for ref in remaining if "/igwlab/" in ref]
+    assert any(ref.startswith("CustomResourceDefinition/") for ref in remaining), "CRDs stay without --crds"
+    assert read_current_lab() is None
+
+
+def test_teardown_deletes_the_k3d_cluster_and_a_second_up_starts_clean(tmp_path: Path) -> None:
+    with lab_world(tmp_path) as world:
+        up(world.options(), world.env)
+        teardown(TeardownOptions(), world.env)
+        assert world.tools.k3d_clusters() == []
+        assert read_current_lab() is None
+        world.cluster.refs()  # the fake notices the deleted cluster (and frees its host port) when next read
+        again = up(world.options(), world.env)
+    assert again.run.ok and again.run.outcomes["cluster"].status == "done"
+
+
+def test_no_shell_strings_anywhere() -> None:
+    source = Path(__file__).resolve().parent.parent / "igwlab"
+    for path in source.rglob("*.py"):
+        text = path.read_text()
+        assert "shell=True" not in text and "os.system(" not in text and "os.popen(" not in text, path
+    from igwlab.tools.proc import ToolRunner
+
+    with pytest.raises(TypeError):
+        ToolRunner().run("k3d cluster list", timeout=5)  # type: ignore[arg-type]
