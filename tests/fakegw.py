@@ -113,13 +113,5 @@ def running_gateway(behaviour: GatewayBehaviour) -> Iterator[BackgroundServer]:
         server.stop()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def dump(data: object) -> str:
     return json.dumps(data, indent=2)

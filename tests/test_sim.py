@@ -10,9 +10,9 @@ import time
 import httpx
 import openai
 import pytest
-from fakegw import free_port
 
 from igwlab.sim import SimConfig, running_sim
+from igwlab.testing.world import free_port
 
 
 @pytest.fixture(scope="module")

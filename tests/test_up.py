@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from labworld import lab_world
 
 from igwlab.errors import ExitCode, PrerequisiteError
 from igwlab.lifecycle import TeardownOptions, diagnose, status, teardown, up
 from igwlab.state import read_current_lab
+from igwlab.testing.world import lab_world
 
 
 @pytest.fixture(autouse=True)

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakegw import GatewayBehaviour, free_port, running_gateway
+from fakegw import GatewayBehaviour, running_gateway
 from helpers import invoke
 from typer.testing import CliRunner
 
 from igwlab.labs import load_lab
 from igwlab.sim import SimConfig, running_sim
+from igwlab.testing.world import free_port
 
 KGATEWAY = load_lab("kgateway-fake-llm")
 LORAS = ("fake-llm-lora-a", "fake-llm-lora-b")

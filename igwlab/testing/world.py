@@ -4,6 +4,7 @@ warm-up request really crosses HTTP."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from fakegw import free_port
 
 from igwlab.labs import load_lab
 from igwlab.lifecycle import Environment, UpOptions, prepare
@@ -19,6 +19,12 @@ from igwlab.selection import LabSelection
 from igwlab.sim import RunningSim, SimConfig
 from igwlab.testing.fakecluster import FakeCluster, crd_bundle_text
 from igwlab.testing.faketools import FakeTools
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass
