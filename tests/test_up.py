@@ -196,3 +196,24 @@ def test_no_shell_strings_anywhere() -> None:
 
     with pytest.raises(TypeError):
         ToolRunner().run("k3d cluster list", timeout=5)  # type: ignore[arg-type]
+
+
+def test_up_status_and_teardown_through_the_real_kubernetes_client(tmp_path: Path) -> None:
+    """KubernetesApi (the `kubernetes` client) against an API server speaking HTTP on 127.0.0.1."""
+    from dataclasses import replace
+
+    from igwlab.lifecycle import real_kube
+    from igwlab.testing.apiserver import running_apiserver
+
+    with lab_world(tmp_path, preset="agentgateway-fake-llm") as world, running_apiserver(world.cluster) as (api, url):
+        world.tools.configure(kubeconfig_server=url)
+        env = replace(world.env, kube_factory=real_kube)
+        result = up(world.options(), env)
+        assert result.run.ok, result.run.error
+        report = status(env)
+        teardown(TeardownOptions(), env)
+    applies = [r for r in api.requests if r.method == "PATCH"]
+    assert applies and all(r.content_type.startswith("application/apply-patch+yaml") for r in applies)
+    assert all(r.query.get("fieldManager") == "igwlab" and r.query.get("force") == "true" for r in applies)
+    assert any("/apis/gateway.networking.k8s.io/v1/namespaces/igwlab/httproutes/llm-route" in r.path for r in applies)
+    assert all(row["exists"] for row in report["objects"]), report["objects"]

@@ -82,8 +82,9 @@ elif TOOL == "k3d":
         if argv[2] not in clusters:
             sys.stderr.write(f"FATA[0000] cluster '{{argv[2]}}' not found\n")
             sys.exit(1)
+        server = config.get("kubeconfig_server", "https://0.0.0.0:6550")
         print("apiVersion: v1\nkind: Config\nclusters:\n- name: k3d-" + argv[2] +
-              "\n  cluster: {{server: 'https://0.0.0.0:6550'}}\ncontexts:\n- name: k3d-" + argv[2] +
+              "\n  cluster: {{server: '" + server + "'}}\ncontexts:\n- name: k3d-" + argv[2] +
               "\n  context: {{cluster: k3d-" + argv[2] + ", user: admin@k3d-" + argv[2] + "}}\ncurrent-context: k3d-" +
               argv[2] + "\nusers:\n- name: admin@k3d-" + argv[2] + "\n  user: {{token: fake}}\n")
     else:
