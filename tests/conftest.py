@@ -22,6 +22,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or writes the user's igwlab state directory."""
+    monkeypatch.setenv("IGWLAB_STATE_DIR", str(tmp_path_factory.mktemp("igwlab-state")))
+
+
 @pytest.fixture(scope="session")
 def upstream() -> Path:
     if not UPSTREAM.is_dir():

@@ -217,3 +217,20 @@ def test_up_status_and_teardown_through_the_real_kubernetes_client(tmp_path: Pat
     assert all(r.query.get("fieldManager") == "igwlab" and r.query.get("force") == "true" for r in applies)
     assert any("/apis/gateway.networking.k8s.io/v1/namespaces/igwlab/httproutes/llm-route" in r.path for r in applies)
     assert all(row["exists"] for row in report["objects"]), report["objects"]
+
+
+def test_verify_reads_route_pool_and_epp_status_from_the_lab_that_is_up(tmp_path: Path) -> None:
+    from igwlab.verify.run import VerifyOptions, verify
+
+    with lab_world(tmp_path, never_ready={"Deployment/igwlab/fakellm-pool-epp"}) as world:
+        up(world.options(timeout_s=0.3), world.env)  # stops at the EPP, which never becomes ready
+        world.cluster.never_ready.clear()
+        done = up(world.options(), world.env)
+        assert done.run.ok
+        world.cluster.never_ready.add("Deployment/igwlab/fakellm-pool-epp")
+        report = verify(VerifyOptions(requests=20), world.env)
+    checks = {check.name: check for check in report.checks}
+    assert checks["route-accepted"].status == "pass" and "Accepted=True" in checks["route-accepted"].detail
+    assert checks["pool-accepted"].status == "pass"
+    assert checks["epp-ready"].status == "fail" and "4 CPU / 8Gi" in checks["epp-ready"].hint
+    assert report.url == f"http://localhost:{world.port}"

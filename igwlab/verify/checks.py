@@ -7,6 +7,7 @@ route-accepted, pool-accepted, epp-ready.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections import Counter
@@ -14,7 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from igwlab.gates import Gate
 from igwlab.labs import Lab
+from igwlab.tools.kube import KubeApi
 from igwlab.verify import stats
 from igwlab.verify.engine import Engine, Observation
 from igwlab.verify.hints import first_failure, hint_for, summarize_outcomes
@@ -26,12 +29,22 @@ CLUSTER_CHECKS = ("route-accepted", "pool-accepted", "epp-ready")
 EPP_HEADER = "x-went-into-resp-headers"
 
 
+@dataclass(frozen=True)
+class ClusterAccess:
+    """The lab's objects on the cluster `up` made, for the status checks."""
+
+    kube: KubeApi
+    gates: dict[str, Gate]
+
+
 @dataclass
 class CheckContext:
     lab: Lab
     engine: Engine
     requests: int
     wait_s: float
+    cluster: ClusterAccess | None = None
+    cluster_skip_reason: str = ""
     max_tokens: int = 8
     reachable: bool = False
     seen: list[Observation] = field(default_factory=list)
@@ -390,10 +403,28 @@ async def epp_in_path(ctx: CheckContext) -> CheckResult:
     )
 
 
+CLUSTER_HINTS = {
+    "route-accepted": "A route that is not Accepted has no matching Gateway listener; ResolvedRefs=False with "
+    "BackendNotFound usually means the provider's inference flag is off or the backendRef group does not match the "
+    "InferencePool's API (inference.networking.x-k8s.io for v1alpha2, inference.networking.k8s.io for v1).",
+    "pool-accepted": "The gateway has not taken the InferencePool: check the provider supports this pool API "
+    "version, and `kubectl describe inferencepool`.",
+    "epp-ready": "The endpoint picker is not Available: Pending pods often ask for more CPU or memory than the "
+    "node has (the chart's default is 4 CPU / 8Gi), or its image cannot be pulled; `kubectl describe pod`.",
+}
+
+
 async def cluster_check(ctx: CheckContext, name: str) -> CheckResult:
-    return CheckResult(
-        name, "skip", "needs cluster access, which this igwlab does not have yet (verify over HTTP only)"
-    )
+    if ctx.cluster is None:
+        return CheckResult(name, "skip", ctx.cluster_skip_reason or "no cluster access")
+    kube, gate = ctx.cluster.kube, ctx.cluster.gates[name]
+    try:
+        state = await asyncio.to_thread(gate.check, kube)
+    except Exception as error:  # the API server is gone or refuses: not this check's verdict
+        return CheckResult(name, "skip", f"cluster not reachable: {type(error).__name__}: {error}")
+    if state.ok:
+        return CheckResult(name, "pass", state.detail)
+    return CheckResult(name, "fail", f"{gate.describe()}: {state.detail}", CLUSTER_HINTS[name])
 
 
 HTTP_CHECKS: list[tuple[str, Check]] = [

@@ -6,11 +6,14 @@ import asyncio
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from igwlab.errors import UsageError
+from igwlab import gates as g
+from igwlab.errors import IgwlabError, UsageError
+from igwlab.gates import Gate
 from igwlab.labs import DEFAULT_PROVIDER, PRESET_SUFFIX, Lab
+from igwlab.lifecycle import Environment, current_lab
 from igwlab.selection import LabSelection, resolve_lab
 from igwlab.state import current_lab_file, read_current_lab
-from igwlab.verify.checks import CheckContext, run_checks
+from igwlab.verify.checks import CheckContext, ClusterAccess, run_checks
 from igwlab.verify.engine import Engine
 from igwlab.verify.report import Report
 
@@ -43,18 +46,52 @@ def resolve_target(options: VerifyOptions) -> tuple[str, str]:
     return str(lab), url.rstrip("/")
 
 
-def verify(options: VerifyOptions) -> Report:
+def cluster_access(lab: Lab, env: Environment) -> tuple[ClusterAccess | None, str]:
+    """Status checks need the cluster of the lab `up` recorded; otherwise they are skipped, with why."""
+    if read_current_lab() is None:
+        return None, "no lab is recorded as up, so there is no cluster to read (`igwlab up` records one)"
+    try:
+        current = current_lab()
+    except IgwlabError as error:
+        return None, f"the recorded lab cannot be loaded: {error.what}"
+    if current.resolved.lab.name != lab.name:
+        return None, f"the lab that is up is {current.resolved.lab.name}, not {lab.name}"
+    gates: dict[str, Gate] = {}
+    for step in current.plan.steps:
+        for gate in step.gates:
+            if isinstance(gate, g.RouteAccepted):
+                gates["route-accepted"] = gate
+            elif isinstance(gate, g.PoolAccepted):
+                gates["pool-accepted"] = gate
+    gates["epp-ready"] = g.DeploymentAvailable(lab.namespace, f"{current.resolved.lab.pool.name}-epp")
+    try:
+        return ClusterAccess(current.kube(env), gates), ""
+    except Exception as error:  # no kubeconfig, no API server: the HTTP checks still run
+        return None, f"cluster not reachable: {type(error).__name__}: {error}"
+
+
+def verify(options: VerifyOptions, env: Environment | None = None) -> Report:
     if options.requests < 1 or options.concurrency < 1:
         raise UsageError("--requests and --concurrency must be at least 1")
     if options.wait_s < 0 or options.timeout_s <= 0:
         raise UsageError("--wait must be 0 or more and --timeout more than 0 seconds")
     lab_reference, url = resolve_target(options)
     lab = resolve_lab(LabSelection(lab=lab_reference)).lab
-    return asyncio.run(_verify(lab, url, options))
+    cluster, skip_reason = cluster_access(lab, env or Environment())
+    return asyncio.run(_verify(lab, url, options, cluster, skip_reason))
 
 
-async def _verify(lab: Lab, url: str, options: VerifyOptions) -> Report:
+async def _verify(
+    lab: Lab, url: str, options: VerifyOptions, cluster: ClusterAccess | None, skip_reason: str
+) -> Report:
     async with Engine(url, concurrency=options.concurrency, timeout_s=options.timeout_s) as engine:
-        ctx = CheckContext(lab=lab, engine=engine, requests=options.requests, wait_s=options.wait_s)
+        ctx = CheckContext(
+            lab=lab,
+            engine=engine,
+            requests=options.requests,
+            wait_s=options.wait_s,
+            cluster=cluster,
+            cluster_skip_reason=skip_reason,
+        )
         checks = await run_checks(ctx)
     return Report(lab=lab.name, url=url, checks=checks)
