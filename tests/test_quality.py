@@ -13,7 +13,11 @@ from conftest import REPO
 
 @pytest.mark.parametrize(
     "command",
-    [["ruff", "check", "igwlab", "tests", "benchmarks"], ["ruff", "format", "--check", "igwlab"], ["mypy"]],
+    [
+        ["ruff", "check", "igwlab", "tests", "benchmarks", "scripts"],
+        ["ruff", "format", "--check", "igwlab", "scripts"],
+        ["mypy"],
+    ],
     ids=["ruff", "ruff-format", "mypy"],
 )
 def test_code_quality(command: list[str]) -> None:
