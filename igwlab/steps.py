@@ -6,6 +6,7 @@ Dry-run goes through the same code: `apply` then only says what it would do (cop
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from igwlab.tools import k3d
 from igwlab.tools.kube import KubeApi
 from igwlab.tools.proc import ToolRunner
 
+HF_TOKEN_SECRET = "hf-token"  # the vLLM template reads key `token` of this Secret, optionally
 KubeFactory = Callable[[Path | None, str | None], KubeApi]
 Fetch = Callable[[str], str]
 
@@ -245,9 +247,31 @@ class StepAction:
 
     def _apply_objects(self) -> None:
         kube = self.ctx.kube()
+        if self.step.id == "workload":
+            self._apply_hf_token(kube)
         for obj in self.ctx.rendered.objects_for(self.step.id):
             self._check_cancel()
             kube.apply(obj.manifest)
+
+    def _apply_hf_token(self, kube: KubeApi) -> None:
+        """vLLM reads gated models with HF_TOKEN: it goes into a Secret, never into a manifest, log or record."""
+        token = os.environ.get("HF_TOKEN")
+        lab = self.ctx.resolved.lab
+        if not token or lab.workload.kind != "vllm-cpu":
+            return
+        kube.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": HF_TOKEN_SECRET,
+                    "namespace": lab.namespace,
+                    "labels": {"app.kubernetes.io/managed-by": "igwlab"},
+                },
+                "type": "Opaque",
+                "stringData": {"token": token},
+            }
+        )
 
     def _gate_states(self) -> list[g.GateState]:
         kube = self.ctx.kube()

@@ -244,6 +244,10 @@ def lab_page(name: str) -> str:
     out.append(f"- Docker with about {needs.cpus:.0f} CPUs and {needs.memory_gib:.0f} GiB for the cluster; {tools}.\n")
     if needs.amd64_only:
         out.append("- An amd64 machine: vLLM's CPU images are built for x86_64 only.\n")
+        out.append(
+            "- For gated models, `export HF_TOKEN=...` before `igwlab up`: it goes into the Secret `hf-token` "
+            "in the lab's namespace and nowhere else (not into manifests, logs or run records).\n"
+        )
     out.append(
         f"- Free host ports {', '.join(str(p) for p in needs.host_ports)} (gateway listeners and the Kubernetes API).\n"
     )

@@ -15,6 +15,7 @@ import pytest
 from igwlab.errors import ExitCode, PrerequisiteError
 from igwlab.lifecycle import TeardownOptions, diagnose, status, teardown, up
 from igwlab.state import read_current_lab
+from igwlab.testing.faketools import HEALTHY_DOCKER
 from igwlab.testing.world import lab_world
 
 
@@ -234,3 +235,17 @@ def test_verify_reads_route_pool_and_epp_status_from_the_lab_that_is_up(tmp_path
     assert checks["pool-accepted"].status == "pass"
     assert checks["epp-ready"].status == "fail" and "4 CPU / 8Gi" in checks["epp-ready"].hint
     assert report.url == f"http://localhost:{world.port}"
+
+
+def test_an_hf_token_goes_into_a_secret_and_nowhere_else(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = "hf_test_" + "x" * 24
+    monkeypatch.setenv("HF_TOKEN", token)
+    with lab_world(tmp_path) as world:
+        world.tools.configure(docker_info={**HEALTHY_DOCKER, "NCPU": 16, "MemTotal": 32 * 1024**3})
+        result = up(world.options(workload="vllm-cpu"), world.env)
+        secret = world.cluster.get("v1", "Secret", "hf-token", "igwlab")
+    assert result.run.ok, result.run.error
+    assert secret is not None and secret["stringData"]["token"] == token
+    for path in [*(tmp_path / "state").rglob("*"), *tmp_path.rglob("*.yaml")]:
+        if path.is_file():
+            assert token not in path.read_text(errors="replace"), path

@@ -36,8 +36,9 @@ class LabWorld:
     lab_file: Path
     port: int
 
-    def options(self, **changes: Any) -> UpOptions:
-        return UpOptions(selection=LabSelection(lab=str(self.lab_file)), **{"timeout_s": 10, **changes})
+    def options(self, workload: str | None = None, **changes: Any) -> UpOptions:
+        selection = LabSelection(lab=str(self.lab_file), workload=workload)  # type: ignore[arg-type]
+        return UpOptions(selection=selection, **{"timeout_s": 10, **changes})
 
 
 def write_lab(root: Path, preset: str, port: int, context: bool) -> Path:
