@@ -200,6 +200,10 @@ def _exercises(lab: Lab) -> list[str]:
         )
     if lab.pool.epp.scheduling is not None:
         exercises.append(
+            "Run `igwlab load --concurrency 8 --duration 60s --prefixes 4` and watch `igwlab top` "
+            "in a second terminal: each prefix should stay on one pod (`top pod share` near 100%)."
+        )
+        exercises.append(
             "Remove `prefix-cache` from `pool.epp.scheduling.scorers` in a copy of the lab, bring it "
             "up and run `igwlab verify`: `prefix-affinity` falls to chance."
         )

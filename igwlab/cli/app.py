@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from igwlab.cli import labs_cmd, lifecycle_cmds, plan_cmd, render_cmd, sim_cmd, verify_cmd
+from igwlab.cli import labs_cmd, lifecycle_cmds, observe_cmds, plan_cmd, render_cmd, sim_cmd, verify_cmd
 
 app = typer.Typer(
     name="igwlab",
@@ -37,6 +37,8 @@ app.add_typer(labs_cmd.app, name="labs")
 app.command("plan")(plan_cmd.plan)
 app.command("render")(render_cmd.render)
 app.command("verify")(verify_cmd.verify)
+app.command("load")(observe_cmds.load)
+app.command("top")(observe_cmds.top)
 app.command("sim")(sim_cmd.sim)
 
 

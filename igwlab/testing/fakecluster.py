@@ -74,6 +74,7 @@ class FakeCluster:
     # lab's port) here, since traffic reaches a host port only once the gateway exists.
     on_gateway_programmed: Callable[[], None] | None = None
     on_cluster_deleted: Callable[[], None] | None = None
+    pod_endpoints: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._objects: dict[Key, Manifest] = {}
@@ -144,6 +145,15 @@ class FakeCluster:
 
     def logs(self, namespace: str, pod: str, tail_lines: int = 200) -> str:
         return f"fake log of {namespace}/{pod}\n"
+
+    def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
+        """Answered by `pod_endpoints` (pod name -> a local URL standing in for that pod)."""
+        import httpx
+
+        url = self.pod_endpoints.get(pod)
+        if url is None:
+            raise ApiError(f'pods "{pod}" not found')
+        return httpx.get(f"{url}/{path.lstrip('/')}", timeout=5).text
 
     # -- the controllers ---------------------------------------------------------------------
 

@@ -29,6 +29,10 @@ class KubeApi(Protocol):
 
     def logs(self, namespace: str, pod: str, tail_lines: int = 200) -> str: ...
 
+    def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
+        """GET http://POD:PORT/PATH through the API server's pod proxy."""
+        ...
+
 
 def condition(obj: Manifest | None, kind: str, path: tuple[str, ...] = ("status", "conditions")) -> Manifest | None:
     node: Any = obj
@@ -123,3 +127,6 @@ class KubernetesApi:
 
     def logs(self, namespace: str, pod: str, tail_lines: int = 200) -> str:
         return str(self._core.read_namespaced_pod_log(pod, namespace, tail_lines=tail_lines, timestamps=True))
+
+    def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
+        return str(self._core.connect_get_namespaced_pod_proxy_with_path(f"{pod}:{port}", namespace, path))

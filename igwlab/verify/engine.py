@@ -112,13 +112,13 @@ class Engine:
                     observation.error = "bad-json"
             return observation
 
-    async def stream(self, path: str, body: dict[str, Any]) -> Observation:
+    async def stream(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Observation:
         """POST with `stream: true` and read the server-sent events to `data: [DONE]`."""
         async with self._slots:
             start = time.perf_counter()
             observation = Observation(status=None)
             try:
-                async with self.client.stream("POST", path, json={**body, "stream": True}) as response:
+                async with self.client.stream("POST", path, json={**body, "stream": True}, headers=headers) as response:
                     observation.status = response.status_code
                     observation.headers = {k.lower(): v for k, v in response.headers.items()}
                     if response.status_code != 200:

@@ -1,0 +1,220 @@
+"""`igwlab load` and `igwlab top`: watch the endpoint picker at work."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from igwlab.cli.options import JsonOption
+from igwlab.cli.output import handle_errors, print_json, stdout
+
+LabFlag = Annotated[
+    str | None,
+    typer.Option(
+        "--lab",
+        "-l",
+        help="Lab whose model and objective to use; default: the lab `up` recorded, else agentgateway-fake-llm.",
+    ),
+]
+
+
+@handle_errors
+def load(
+    lab: LabFlag = None,
+    url: Annotated[str | None, typer.Option(help="Gateway base URL; default: the URL `up` recorded.")] = None,
+    rps: Annotated[float | None, typer.Option(help="Open loop: start this many requests per second.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Closed loop: keep this many requests in flight.")] = None,
+    duration: Annotated[str, typer.Option(help="How long to send: 30s, 2m, 1m30s (at most 30m).")] = "60s",
+    prefixes: Annotated[
+        int, typer.Option(help="Shared long prompt prefixes, cycled through; 0 = every prompt unique.", min=0)
+    ] = 0,
+    prompt_tokens: Annotated[int, typer.Option(help="Words per prompt prefix.", min=1)] = 256,
+    model: Annotated[str | None, typer.Option(help="Model name to request; default: the lab's first.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="max_tokens of each request.", min=1)] = 16,
+    stream: Annotated[
+        bool, typer.Option("--stream/--no-stream", help="Stream answers (measures time to first token).")
+    ] = True,
+    sheddable: Annotated[
+        float,
+        typer.Option(
+            help="Share of requests sent as sheddable (the objective header), beside critical ones.", min=0, max=1
+        ),
+    ] = 0.0,
+    sheddable_objective: Annotated[str, typer.Option(help="Objective name sheddable requests carry.")] = "sheddable",
+    timeout: Annotated[float, typer.Option(help="Seconds per request.", min=0.1)] = 60,
+    json_output: JsonOption = False,
+) -> None:
+    """Send bounded load through the gateway and report what the endpoint picker did with it.
+
+    Give --rps (open loop) or --concurrency (closed loop). With --prefixes K, prompts share K long
+    prefixes, so prefix-aware scheduling has something to work on. At the end: status codes,
+    latency and time-to-first-token percentiles, and which pods served each prefix. Stops by
+    itself after --duration.
+    """
+    import asyncio
+
+    from igwlab.observe.load import LoadOptions, parse_duration, run_load
+    from igwlab.selection import LabSelection, resolve_lab
+    from igwlab.verify.run import VerifyOptions, resolve_target
+
+    lab_reference, gateway = resolve_target(VerifyOptions(lab=lab, url=url))
+    resolved = resolve_lab(LabSelection(lab=lab_reference))
+    first = resolved.lab.models[0]
+    options = LoadOptions(
+        url=gateway,
+        model=model or first.name,
+        duration_s=parse_duration(duration),
+        rps=rps,
+        concurrency=concurrency,
+        prefixes=prefixes,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens,
+        stream=stream,
+        sheddable_share=sheddable,
+        sheddable_objective=sheddable_objective,
+        critical_objective=first.object_name if resolved.gie.model_object == "InferenceObjective" else None,
+        timeout_s=timeout,
+    )
+    options.validate()
+    result = asyncio.run(run_load(options)).as_dict()
+    if json_output:
+        print_json(result)
+        return
+    _print_load(result)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.0f} ms"
+
+
+def _print_load(result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    stdout().print(
+        f"[bold]igwlab load[/]: {result['requests']} requests to {result['url']} ({result['mode']}) in "
+        f"{result['duration_s']:.1f}s = {result['achieved_rps']} req/s; "
+        f"{result['succeeded']} succeeded"
+    )
+    status = ", ".join(f"{code}: {count}" for code, count in result["status"].items())
+    stdout().print(
+        f"status: {status}"
+        + (
+            f"; skipped (client saturated): {result['skipped_client_saturated']}"
+            if result["skipped_client_saturated"]
+            else ""
+        )
+    )
+    if len(result["by_class"]) > 1:
+        for klass, outcomes in result["by_class"].items():
+            stdout().print(f"  {klass}: " + ", ".join(f"{k}: {v}" for k, v in outcomes.items()))
+    latency = Table(title="latency", title_justify="left")
+    for column in ("", "p50", "p90", "p99", "max"):
+        latency.add_column(column, justify="right")
+    for label, key in (("total", "latency_s"), ("first token", "ttft_s")):
+        row = result[key]
+        latency.add_row(label, *(_fmt(row[p]) for p in ("p50", "p90", "p99", "max")))
+    stdout().print(latency)
+    pods = Table(title="which pods served each prefix", title_justify="left")
+    pods.add_column("prefix")
+    pods.add_column("top pod share", justify="right")
+    pods.add_column("pods (requests)", overflow="fold")
+    for prefix, data in result["per_prefix"].items():
+        pods.add_row(prefix, f"{data['top_pod_share']:.0%}", ", ".join(f"{p} {n}" for p, n in data["pods"].items()))
+    stdout().print(pods)
+
+
+@handle_errors
+def top(
+    lab: LabFlag = None,
+    url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--url",
+            help="A model server's base URL to scrape (repeatable; "
+            "NAME=URL names it). Default: the pods of the lab that is up, "
+            "through the Kubernetes API.",
+        ),
+    ] = None,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0.2)] = 2.0,
+    once: Annotated[bool, typer.Option("--once", help="Print one sample and exit.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Live view of each model-server pod: running and waiting requests, KV-cache use, LoRA
+    adapters, requests served — from the pods' /metrics. Runs until Ctrl-C; --once --json prints
+    one sample as data."""
+    import asyncio
+    import time
+
+    from igwlab.errors import UsageError
+    from igwlab.observe.top import sample, sample_dict, targets_from_cluster, targets_from_urls
+
+    if json_output and not once:
+        raise UsageError(
+            "--json needs --once",
+            why="a live view cannot be printed as one JSON document",
+            fix="igwlab top --once --json",
+        )
+    kube = None
+    if url:
+        targets = targets_from_urls(url)
+    else:
+        from igwlab.lifecycle import Environment, current_lab
+
+        current = current_lab()
+        if lab and lab != current.resolved.lab.name:
+            raise UsageError(
+                f"lab {lab} is not the lab that is up ({current.resolved.lab.name})",
+                fix="drop --lab, or pass --url for each model server",
+            )
+        kube = current.kube(Environment())
+        workload = current.resolved.lab
+        targets = targets_from_cluster(
+            kube, workload.namespace, {"app": workload.workload.name}, workload.pool.target_port
+        )
+        if not targets:
+            raise UsageError(
+                f"no pods labelled app={workload.workload.name} in namespace {workload.namespace}",
+                fix="`igwlab status` shows whether the workload is up",
+            )
+    if once:
+        samples = asyncio.run(sample(targets, kube))
+        if json_output:
+            print_json(sample_dict(samples))
+        else:
+            stdout().print(_top_table(samples))
+        return
+    from rich.live import Live
+
+    try:
+        with Live(_top_table([]), console=stdout(), refresh_per_second=4) as live:
+            while True:
+                live.update(_top_table(asyncio.run(sample(targets, kube))))
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
+def _top_table(samples: list[Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="igwlab top (Ctrl-C stops)", title_justify="left")
+    for column in ("pod", "running", "waiting", "KV cache", "LoRA running", "LoRA waiting", "served", "note"):
+        table.add_column(column, justify="right" if column in ("running", "waiting", "KV cache", "served") else "left")
+    for s in samples:
+
+        def number(value: float | None) -> str:
+            return "-" if value is None else f"{value:.0f}"
+
+        kv = "-" if s.kv_cache_usage is None else f"{s.kv_cache_usage:.0%}"
+        table.add_row(
+            s.pod,
+            number(s.running),
+            number(s.waiting),
+            kv,
+            s.running_loras or "-",
+            s.waiting_loras or "-",
+            number(s.requests_served),
+            s.error,
+        )
+    return table
