@@ -38,6 +38,7 @@ class GieRelease(_Strict):
     pool_api: str
     model_object: Literal["InferenceModel", "InferenceObjective"]
     crds: list[str]
+    epp_metrics: list[str]
     rewrite_targets_field: Literal["split", "targets"] | None = None
     epp: EppRelease
     sources: list[str]
@@ -57,6 +58,7 @@ class Simulator(_Strict):
     latency_units: Literal["milliseconds", "duration"]
     kv_metric: str
     force_dummy_tokenizer: bool
+    metrics: list[str]
     sources: list[str]
 
 
@@ -127,6 +129,11 @@ class Provider(_Strict):
         return self
 
 
+class Addon(_Strict):
+    releases: list[HelmReleasePin]
+    sources: list[str]
+
+
 class Catalog(_Strict):
     catalog_version: int
     gie_releases: dict[str, GieRelease]
@@ -135,6 +142,7 @@ class Catalog(_Strict):
     simulators: dict[str, Simulator]
     vllm_cpu: VllmCpu
     laptop_epp_resources: dict[str, dict[str, str]]
+    addons: dict[str, Addon]
     providers: dict[str, Provider]
 
     @model_validator(mode="after")

@@ -49,6 +49,7 @@ CheckName = Literal[
 ]
 Criticality = Literal["Critical", "Standard", "Sheddable"]
 WorkloadKind = Literal["sim", "vllm-cpu"]
+AddonName = Literal["observability"]
 
 # InferenceObjective has only a priority; negative means sheddable (GIE v1 API docs).
 PRIORITY_FOR_CRITICALITY: dict[str, int] = {"Critical": 2, "Standard": 1, "Sheddable": -1}
@@ -199,6 +200,7 @@ class Lab(_Strict):
     gateway: GatewaySpec = Field(default_factory=GatewaySpec)
     route: RouteSpec = Field(default_factory=RouteSpec)
     checks: list[CheckName] = Field(default_factory=list)
+    addons: list[AddonName] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Lab:

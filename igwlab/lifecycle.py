@@ -177,6 +177,7 @@ def _write_current(
             "provider": options.selection.provider,
             "workload": options.selection.workload,
             "gie_version": options.selection.gie_version,
+            "addons": list(options.selection.addons),
         },
         "cluster": resolved.lab.cluster.name,
         "context": options.context,
@@ -222,7 +223,12 @@ def current_lab() -> CurrentLab:
     selection = data.get("selection") or {}
     reference = data.get("lab_file") or data["lab"]
     resolved, rendered, plan = prepare(
-        LabSelection(lab=reference, workload=selection.get("workload"), gie_version=selection.get("gie_version")),
+        LabSelection(
+            lab=reference,
+            workload=selection.get("workload"),
+            gie_version=selection.get("gie_version"),
+            addons=tuple(selection.get("addons") or ()),
+        ),
         data.get("cluster"),
         data.get("context"),
     )
@@ -410,3 +416,31 @@ def _add_text(archive: tarfile.TarFile, name: str, text: str) -> None:
 def format_event(event: Event) -> str:
     duration = f" ({event.duration_s:.1f}s)" if event.duration_s is not None else ""
     return f"{event.step}: {event.kind}{duration} {event.message}".rstrip()
+
+
+GRAFANA_SERVICE = "igwlab-grafana"
+DASHBOARD_PATH = "/d/igwlab-inference"
+
+
+def dashboard_forward(local_port: int) -> tuple[list[str], str]:
+    """The port-forward to the lab's Grafana, and the dashboard URL it makes reachable."""
+    current = current_lab()
+    lab = current.resolved.lab
+    if "observability" not in lab.addons:
+        raise UsageError(
+            f"lab {lab.name} is up without the observability add-on",
+            fix=f"bring it up with it: igwlab up --lab {lab.name} --with observability (a re-run adds only that)",
+        )
+    target = ["--context", current.context] if current.context else ["--kubeconfig", str(current.data["kubeconfig"])]
+    argv = [
+        "kubectl",
+        "port-forward",
+        "--namespace",
+        lab.namespace,
+        f"svc/{GRAFANA_SERVICE}",
+        f"{local_port}:80",
+        "--address",
+        "127.0.0.1",
+        *target,
+    ]
+    return argv, f"http://127.0.0.1:{local_port}{DASHBOARD_PATH}"

@@ -134,7 +134,7 @@ def build_plan(rendered: Rendered, context: str | None = None) -> Plan:
 
     previous: tuple[str, ...] = tuple(crd_steps)
     for release in rendered.releases:
-        if release.step == "pool":
+        if not release.step.startswith("provider-"):
             continue
         steps.append(
             Step(
@@ -198,6 +198,19 @@ def build_plan(rendered: Rendered, context: str | None = None) -> Plan:
         )
     else:
         steps.append(_apply_step(rendered, "pool", f"apply {pool_title}", pool_deps, pool_gates))
+
+    for release in rendered.releases:
+        if release.step.startswith("addon-"):
+            steps.append(
+                Step(
+                    id=release.step,
+                    kind="helm",
+                    title=f"helm install add-on {release.name} {release.version} into {release.namespace}",
+                    depends_on=("namespace",),
+                    gates=tuple(_deployment_gate(ref) for ref in release.wait_deployments),
+                    releases=(release.summary(),),
+                )
+            )
 
     model_objects = rendered.objects_for("models")
     steps.append(

@@ -28,6 +28,7 @@ class LabSelection:
     provider: str | None = None
     workload: WorkloadKind | None = None
     gie_version: str | None = None
+    addons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,13 @@ def resolve_lab(selection: LabSelection, catalog: Catalog | None = None) -> Reso
     if selection.workload is not None and selection.workload != lab.workload.kind:
         lab = _switch_workload(lab, selection.workload, catalog)
         overrides.append(f"workload -> {selection.workload} (replicas {lab.workload.replicas})")
+
+    for addon in selection.addons:
+        if addon not in catalog.addons:
+            raise UsageError(f"unknown add-on {addon!r}", fix=f"add-ons: {', '.join(sorted(catalog.addons))}")
+        if addon not in lab.addons:
+            lab = lab.model_copy(update={"addons": [*lab.addons, addon]})
+            overrides.append(f"with {addon}")
 
     stack = catalog.stack_for(lab.provider, lab.gie_version)
     if lab.gie_version is None:

@@ -249,3 +249,20 @@ def test_an_hf_token_goes_into_a_secret_and_nowhere_else(tmp_path: Path, monkeyp
     for path in [*(tmp_path / "state").rglob("*"), *tmp_path.rglob("*.yaml")]:
         if path.is_file():
             assert token not in path.read_text(errors="replace"), path
+
+
+def test_up_with_observability_installs_the_add_on_and_teardown_removes_it(tmp_path: Path) -> None:
+    from igwlab.selection import LabSelection
+
+    with lab_world(tmp_path, preset="kv-cache-aware", context=True) as world:
+        options = world.options(context="ctx")
+        options = type(options)(
+            **{**vars(options), "selection": LabSelection(lab=str(world.lab_file), addons=("observability",))}
+        )
+        result = up(options, world.env)
+        assert result.run.ok, result.run.error
+        assert result.run.outcomes["addon-grafana"].status == "done"
+        installs = {c[3]: c for c in _commands(world, "helm", "upgrade")}
+        assert "--repo" in installs["igwlab-prometheus"] and "27.45.0" in installs["igwlab-prometheus"]
+        removed = teardown(TeardownOptions(), world.env)
+    assert "helm release igwlab/igwlab-grafana" in removed and "helm release igwlab/igwlab-prometheus" in removed

@@ -39,6 +39,7 @@ app.command("render")(render_cmd.render)
 app.command("verify")(verify_cmd.verify)
 app.command("load")(observe_cmds.load)
 app.command("top")(observe_cmds.top)
+app.command("dashboard")(observe_cmds.dashboard)
 app.command("sim")(sim_cmd.sim)
 
 

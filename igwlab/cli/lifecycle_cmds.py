@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from igwlab.cli.options import GieOption, JsonOption, LabOption, ProviderOption, WorkloadOption, lab_selection
+from igwlab.cli.options import (
+    GieOption,
+    JsonOption,
+    LabOption,
+    ProviderOption,
+    WithOption,
+    WorkloadOption,
+    lab_selection,
+)
 from igwlab.cli.output import handle_errors, print_json, stderr, stdout
 
 ContextOption = Annotated[
@@ -28,6 +36,7 @@ def up(
     provider: ProviderOption = None,
     workload: WorkloadOption = None,
     gie_version: GieOption = None,
+    with_addons: WithOption = None,
     cluster: Annotated[str | None, typer.Option(help="k3d cluster name (default: the lab's, igwlab).")] = None,
     context: ContextOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds each step may wait for readiness.", min=1)] = 600,
@@ -57,7 +66,7 @@ def up(
     from igwlab.lifecycle import up as run_up
 
     options = UpOptions(
-        selection=lab_selection(lab, provider, workload, gie_version),
+        selection=lab_selection(lab, provider, workload, gie_version, with_addons),
         cluster=cluster,
         context=context,
         timeout_s=timeout,
@@ -177,6 +186,7 @@ def doctor(
     provider: ProviderOption = None,
     workload: WorkloadOption = None,
     gie_version: GieOption = None,
+    with_addons: WithOption = None,
     context: ContextOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -188,7 +198,7 @@ def doctor(
     from igwlab.selection import resolve_lab
     from igwlab.tools.proc import ToolRunner
 
-    resolved = resolve_lab(lab_selection(lab, provider, workload, gie_version))
+    resolved = resolve_lab(lab_selection(lab, provider, workload, gie_version, with_addons))
     reachable = _kube_reachable(Environment(), context) if context else None
     report = run_doctor(resolved, ToolRunner(), context=context, kube_reachable=reachable)
     if json_output:

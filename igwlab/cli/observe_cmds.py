@@ -218,3 +218,20 @@ def _top_table(samples: list[Any]) -> Any:
             s.error,
         )
     return table
+
+
+@handle_errors
+def dashboard(
+    port: Annotated[int, typer.Option(help="Local port for the dashboard.", min=1024, max=65535)] = 3000,
+) -> None:
+    """Open the lab's Grafana dashboard (needs `igwlab up --with observability`) through a
+    port-forward igwlab runs until Ctrl-C: per-pod queues and KV-cache use, requests per pod and per
+    target model, and what the endpoint picker reports."""
+    from igwlab.lifecycle import dashboard_forward
+    from igwlab.tools.proc import run_until_interrupted
+
+    argv, url = dashboard_forward(port)
+    stdout().print(f"dashboard: {url}   (Ctrl-C stops the port-forward)")
+    code = run_until_interrupted(argv, on_output=lambda line: stdout().print(f"[dim]{line}[/]"))
+    if code != 0:
+        raise typer.Exit(1)

@@ -28,15 +28,27 @@ LabOption = Annotated[str | None, typer.Option("--lab", "-l", help=LAB_HELP, sho
 ProviderOption = Annotated[str | None, typer.Option("--provider", "-p", help=PROVIDER_HELP, show_default=False)]
 WorkloadOption = Annotated[Workload | None, typer.Option("--workload", "-w", help=WORKLOAD_HELP, show_default=False)]
 GieOption = Annotated[str | None, typer.Option("--gie-version", help=GIE_HELP, show_default=False)]
+WITH_HELP = (
+    "Add-on to install beside the lab (repeatable): observability = Prometheus and Grafana with igwlab's dashboard."
+)
+WithOption = Annotated[list[str] | None, typer.Option("--with", help=WITH_HELP, show_default=False)]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
 
 
 def lab_selection(
-    lab: str | None, provider: str | None, workload: Workload | None, gie_version: str | None
+    lab: str | None,
+    provider: str | None,
+    workload: Workload | None,
+    gie_version: str | None,
+    addons: list[str] | None = None,
 ) -> LabSelection:
     """The core's view of the lab flags (imported lazily: the core loads pydantic)."""
     from igwlab.selection import LabSelection
 
     return LabSelection(
-        lab=lab, provider=provider, workload=workload.value if workload else None, gie_version=gie_version
+        lab=lab,
+        provider=provider,
+        workload=workload.value if workload else None,
+        gie_version=gie_version,
+        addons=tuple(addons or ()),
     )

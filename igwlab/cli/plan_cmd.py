@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from igwlab.cli.options import GieOption, JsonOption, LabOption, ProviderOption, WorkloadOption, lab_selection
+from igwlab.cli.options import (
+    GieOption,
+    JsonOption,
+    LabOption,
+    ProviderOption,
+    WithOption,
+    WorkloadOption,
+    lab_selection,
+)
 from igwlab.cli.output import handle_errors, print_json
 
 
@@ -12,6 +20,7 @@ def plan(
     provider: ProviderOption = None,
     workload: WorkloadOption = None,
     gie_version: GieOption = None,
+    with_addons: WithOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Show the steps `up` would run; touches nothing.
@@ -24,7 +33,7 @@ def plan(
     from igwlab.render import render_lab
     from igwlab.selection import resolve_lab
 
-    the_plan = build_plan(render_lab(resolve_lab(lab_selection(lab, provider, workload, gie_version))))
+    the_plan = build_plan(render_lab(resolve_lab(lab_selection(lab, provider, workload, gie_version, with_addons))))
     if json_output:
         print_json(the_plan.as_dict())
         return

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from igwlab.cli.options import GieOption, LabOption, ProviderOption, WorkloadOption, lab_selection
+from igwlab.cli.options import GieOption, LabOption, ProviderOption, WithOption, WorkloadOption, lab_selection
 from igwlab.cli.output import handle_errors, stderr
 
 OutOption = Annotated[
@@ -29,6 +29,7 @@ def render(
     provider: ProviderOption = None,
     workload: WorkloadOption = None,
     gie_version: GieOption = None,
+    with_addons: WithOption = None,
     out: OutOption = None,
 ) -> None:
     """Print or write every object `up` would apply.
@@ -43,7 +44,7 @@ def render(
     from igwlab.render import render_lab
     from igwlab.selection import resolve_lab
 
-    rendered = render_lab(resolve_lab(lab_selection(lab, provider, workload, gie_version)))
+    rendered = render_lab(resolve_lab(lab_selection(lab, provider, workload, gie_version, with_addons)))
     if out is None:
         print(rendered_stream(rendered), end="")
         if rendered.releases:

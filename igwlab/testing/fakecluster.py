@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from igwlab.catalog import Stack
+from igwlab.catalog import Stack, load_catalog
 from igwlab.testing.faketools import FakeTools
 from igwlab.tools.kube import Manifest
 
@@ -212,6 +212,7 @@ class FakeCluster:
             for key in self._from_release.pop(release_key):
                 self._objects.pop(key, None)
         pins = {pin.name: pin for pin in self.stack.helm_releases}
+        pins.update({pin.name: pin for addon in load_catalog().addons.values() for pin in addon.releases})
         for release_key, release in installed.items():
             if release_key in self._from_release:
                 continue

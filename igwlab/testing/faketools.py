@@ -61,6 +61,12 @@ elif TOOL == "kubectl":
     if argv[:1] == ["version"]:
         print(json.dumps({{"clientVersion": {{"gitVersion": config.get("kubectl_version", "v1.31.2")}}}}))
         sys.exit(0)
+    if argv[:1] == ["port-forward"]:
+        fcntl.flock(LOCK, fcntl.LOCK_UN)
+        local = argv[argv.index("port-forward") + 4].split(":")[0] if len(argv) > 4 else "0"
+        print(f"Forwarding from 127.0.0.1:{{local}} -> 3000", flush=True)
+        time.sleep(config.get("port_forward_s", 3600))
+        sys.exit(0)
 elif TOOL == "k3d":
     clusters = load("k3d.json", [])
     if argv[:1] == ["version"]:

@@ -132,3 +132,32 @@ class ToolRunner:
     def _record(self, result: CommandResult) -> None:
         if self._recorder is not None:
             self._recorder(result)
+
+
+def run_until_interrupted(
+    argv: Sequence[str], env: Mapping[str, str] | None = None, on_output: Callable[[str], None] | None = None
+) -> int:
+    """Run a long-lived command (a port-forward) in the foreground until it ends or Ctrl-C stops it."""
+    executable = shutil.which(argv[0], path=(env or os.environ).get("PATH"))
+    if executable is None:
+        raise ToolMissingError(f"{argv[0]} is not installed (not found on PATH)", fix=INSTALL_HINTS.get(argv[0]))
+    process = subprocess.Popen(
+        [executable, *argv[1:]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(env) if env is not None else None,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if on_output is not None:
+                on_output(line.rstrip())
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        return 0
