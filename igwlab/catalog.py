@@ -100,6 +100,8 @@ class ProxyPin(_Strict):
     deployment: str | None = None
     namespace: str | None = None
     label_selector: str | None = None
+    # The in-cluster Service in front of the proxy, where a fixed name is known.
+    service: str | None = None
 
 
 class Stack(_Strict):
@@ -132,6 +134,7 @@ class Provider(_Strict):
 class Addon(_Strict):
     releases: list[HelmReleasePin]
     sources: list[str]
+    image: str | None = None
 
 
 class Catalog(_Strict):

@@ -46,10 +46,11 @@ CheckName = Literal[
     "route-accepted",
     "pool-accepted",
     "epp-ready",
+    "litellm-route",
 ]
 Criticality = Literal["Critical", "Standard", "Sheddable"]
 WorkloadKind = Literal["sim", "vllm-cpu"]
-AddonName = Literal["observability"]
+AddonName = Literal["observability", "litellm"]
 
 # InferenceObjective has only a priority; negative means sheddable (GIE v1 API docs).
 PRIORITY_FOR_CRITICALITY: dict[str, int] = {"Critical": 2, "Standard": 1, "Sheddable": -1}

@@ -212,6 +212,17 @@ def build_plan(rendered: Rendered, context: str | None = None) -> Plan:
                 )
             )
 
+    if "litellm" in lab.addons:
+        steps.append(
+            _apply_step(
+                rendered,
+                "addon-litellm",
+                "deploy LiteLLM in front of the gateway",
+                ("namespace",),
+                (g.DeploymentAvailable(ns, "igwlab-litellm"),),
+            )
+        )
+
     model_objects = rendered.objects_for("models")
     steps.append(
         _apply_step(

@@ -422,6 +422,37 @@ def _observability_values(resolved: ResolvedLab, context: dict[str, Any]) -> dic
     return {"igwlab-prometheus": prometheus, "igwlab-grafana": grafana}
 
 
+def gateway_service_url(resolved: ResolvedLab) -> str:
+    """The inference gateway as seen from inside the cluster."""
+    lab, proxy = resolved.lab, resolved.stack.proxy
+    assert proxy.service is not None, "checked when the lab was resolved"
+    namespace = proxy.namespace or lab.namespace
+    service = proxy.service.format(gateway=lab.gateway.name)
+    return f"http://{service}.{namespace}.svc.cluster.local:{lab.route_listener.port}"
+
+
+def litellm_config(resolved: ResolvedLab, api_base: str | None = None) -> dict[str, Any]:
+    """LiteLLM's proxy config: every model name the lab answers to, sent on to the gateway."""
+    lab = resolved.lab
+    base = (api_base or gateway_service_url(resolved)).rstrip("/") + "/v1"
+    names = list(dict.fromkeys([*(model.name for model in lab.models), *lab.workload.served_names()]))
+    return {
+        "model_list": [
+            {
+                "model_name": name,
+                "litellm_params": {
+                    "model": f"openai/{name}",
+                    "api_base": base,
+                    "api_key": "the-inference-gateway-needs-no-key",
+                },
+            }
+            for name in names
+        ],
+        "litellm_settings": {"drop_params": True},
+        "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
+    }
+
+
 def _addon_releases(resolved: ResolvedLab, addon: str, context: dict[str, Any]) -> list[HelmRelease]:
     values = _observability_values(resolved, context) if addon == "observability" else {}
     namespace = resolved.lab.namespace
@@ -514,6 +545,13 @@ def render_lab(resolved: ResolvedLab) -> Rendered:
 
     for addon in lab.addons:
         releases += _addon_releases(resolved, addon, context)
+    if "litellm" in lab.addons:
+        litellm_context = {
+            **context,
+            "litellm_config": to_yaml(litellm_config(resolved)),
+            "litellm_image": resolved.catalog.addons["litellm"].image,
+        }
+        objects += _render_objects("addon-litellm", "addons/litellm.yaml.j2", litellm_context)
 
     objects += _render_objects("gateway", "gateway/gateway.yaml.j2", context)
     objects += _render_objects("route", "gateway/httproute.yaml.j2", context)

@@ -80,6 +80,12 @@ def resolve_lab(selection: LabSelection, catalog: Catalog | None = None) -> Reso
     stack = catalog.stack_for(lab.provider, lab.gie_version)
     if lab.gie_version is None:
         lab = lab.model_copy(update={"gie_version": stack.gie_version})
+    if "litellm" in lab.addons and stack.proxy.service is None:
+        raise UnsupportedCombinationError(
+            f"--with litellm is not available for provider {lab.provider!r}",
+            why="LiteLLM needs the gateway's in-cluster Service name, and this provider names it with a hash",
+            fix="use --with litellm with agentgateway, istio, kgateway or nginx",
+        )
     resolved = ResolvedLab(lab=lab, stack=stack, catalog=catalog, overrides=tuple(overrides))
     _check_era_support(resolved)
     return resolved

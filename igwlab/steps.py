@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from igwlab.tools import k3d
 from igwlab.tools.kube import KubeApi
 from igwlab.tools.proc import ToolRunner
 
+LITELLM_SECRET = "igwlab-litellm"  # key `master-key`; the LiteLLM Deployment reads it
 HF_TOKEN_SECRET = "hf-token"  # the vLLM template reads key `token` of this Secret, optionally
 KubeFactory = Callable[[Path | None, str | None], KubeApi]
 Fetch = Callable[[str], str]
@@ -249,9 +251,30 @@ class StepAction:
         kube = self.ctx.kube()
         if self.step.id == "workload":
             self._apply_hf_token(kube)
+        if self.step.id == "addon-litellm":
+            self._ensure_litellm_key(kube)
         for obj in self.ctx.rendered.objects_for(self.step.id):
             self._check_cancel()
             kube.apply(obj.manifest)
+
+    def _ensure_litellm_key(self, kube: KubeApi) -> None:
+        """A random master key, made once and kept: re-runs must not lock out existing clients."""
+        namespace = self.ctx.resolved.lab.namespace
+        if kube.get("v1", "Secret", LITELLM_SECRET, namespace) is not None:
+            return
+        kube.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": LITELLM_SECRET,
+                    "namespace": namespace,
+                    "labels": {"app.kubernetes.io/managed-by": "igwlab"},
+                },
+                "type": "Opaque",
+                "stringData": {"master-key": "sk-" + secrets.token_urlsafe(24)},
+            }
+        )
 
     def _apply_hf_token(self, kube: KubeApi) -> None:
         """vLLM reads gated models with HF_TOKEN: it goes into a Secret, never into a manifest, log or record."""

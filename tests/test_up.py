@@ -266,3 +266,25 @@ def test_up_with_observability_installs_the_add_on_and_teardown_removes_it(tmp_p
         assert "--repo" in installs["igwlab-prometheus"] and "27.45.0" in installs["igwlab-prometheus"]
         removed = teardown(TeardownOptions(), world.env)
     assert "helm release igwlab/igwlab-grafana" in removed and "helm release igwlab/igwlab-prometheus" in removed
+
+
+def test_up_with_litellm_makes_one_master_key_and_keeps_it(tmp_path: Path) -> None:
+    from igwlab.selection import LabSelection, resolve_lab
+    from igwlab.verify.run import _litellm_key_from, cluster_access
+
+    with lab_world(tmp_path) as world:
+        options = world.options()
+        options = type(options)(
+            **{**vars(options), "selection": LabSelection(lab=str(world.lab_file), addons=("litellm",))}
+        )
+        assert up(options, world.env).run.ok
+        key = world.cluster.get("v1", "Secret", "igwlab-litellm", "igwlab")["stringData"]["master-key"]  # type: ignore[index]
+        again = up(options, world.env)
+        assert again.run.outcomes["addon-litellm"].status == "skipped"
+        assert world.cluster.get("v1", "Secret", "igwlab-litellm", "igwlab")["stringData"]["master-key"] == key  # type: ignore[index]
+        lab = resolve_lab(LabSelection(lab=str(world.lab_file))).lab
+        access, _ = cluster_access(lab, world.env)
+        assert _litellm_key_from(access, lab) == key, "verify finds the key in the lab's Secret"
+    for path in (tmp_path / "state").rglob("*"):
+        if path.is_file():
+            assert key not in path.read_text(errors="replace"), path

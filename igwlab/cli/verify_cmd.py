@@ -37,6 +37,15 @@ def verify(
         ),
     ] = 0,
     timeout: Annotated[float, typer.Option(help="Seconds per request.", min=0.1)] = 60,
+    litellm_url: Annotated[
+        str | None, typer.Option(help="LiteLLM proxy in front of the gateway: adds the litellm-route check.")
+    ] = None,
+    litellm_key: Annotated[
+        str | None,
+        typer.Option(
+            help="LiteLLM master key (else $LITELLM_MASTER_KEY, else Secret igwlab-litellm of the lab that is up)."
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Check the gateway routes inference: completions, chat, streaming, the configured traffic
@@ -49,7 +58,16 @@ def verify(
     from igwlab.verify.run import verify as run_verify
 
     report = run_verify(
-        VerifyOptions(lab=lab, url=url, requests=requests, concurrency=concurrency, wait_s=wait, timeout_s=timeout)
+        VerifyOptions(
+            lab=lab,
+            url=url,
+            requests=requests,
+            concurrency=concurrency,
+            wait_s=wait,
+            timeout_s=timeout,
+            litellm_url=litellm_url,
+            litellm_key=litellm_key,
+        )
     )
     if json_output:
         print_json(report.as_dict())

@@ -45,6 +45,8 @@ class CheckContext:
     wait_s: float
     cluster: ClusterAccess | None = None
     cluster_skip_reason: str = ""
+    litellm_url: str | None = None
+    litellm_key: str | None = None
     max_tokens: int = 8
     reachable: bool = False
     seen: list[Observation] = field(default_factory=list)
@@ -403,6 +405,64 @@ async def epp_in_path(ctx: CheckContext) -> CheckResult:
     )
 
 
+async def litellm_route(ctx: CheckContext) -> CheckResult:
+    if ctx.litellm_url is None:
+        reason = "no LiteLLM URL: pass --litellm-url"
+        if "litellm" in ctx.lab.addons:
+            reason += (
+                " (the lab's LiteLLM: kubectl port-forward -n "
+                + ctx.lab.namespace
+                + " svc/igwlab-litellm 4000, then --litellm-url http://127.0.0.1:4000)"
+            )
+        return CheckResult("litellm-route", "skip", reason)
+    if not ctx.litellm_key:
+        return CheckResult(
+            "litellm-route",
+            "fail",
+            "no LiteLLM master key",
+            "Pass --litellm-key, set LITELLM_MASTER_KEY, or let verify read Secret igwlab-litellm "
+            "from the lab that is up.",
+        )
+    model = ctx.lab.models[0]
+    body = _chat_body(ctx)
+    async with Engine(ctx.litellm_url, concurrency=1, timeout_s=ctx.engine.timeout_s) as litellm:
+        observation = await litellm.post(CHAT, body, headers={"Authorization": f"Bearer {ctx.litellm_key}"})
+    if not observation.ok:
+        hint = hint_for(observation)
+        message = observation.error_message.lower()
+        if observation.status in (400, 401, 403) and any(w in message for w in ("auth", "key", "token", "db")):
+            # Without a database LiteLLM answers any key but its master key with "No connected db".
+            hint = "LiteLLM refused the key: use the master key from Secret igwlab-litellm (key master-key)."
+        elif observation.status is not None and observation.status >= 500:
+            hint = (
+                "LiteLLM could not reach the gateway or the gateway failed: check api_base in its config "
+                "(`igwlab render --with litellm`) points at the gateway's Service and listener port."
+            )
+        return (
+            _failed_request("litellm-route", observation, f"POST {ctx.litellm_url}{CHAT} via LiteLLM")
+            if observation.status is None
+            else CheckResult(
+                "litellm-route",
+                "fail",
+                f"LiteLLM answered {observation.status}: {observation.error_message[:160]}",
+                hint,
+                data={"status": observation.status},
+            )
+        )
+    answered = observation.model or "?"
+    targets = {t.name for t in model.targets}
+    if targets and answered not in targets and answered != model.name:
+        return CheckResult(
+            "litellm-route",
+            "fail",
+            f"LiteLLM answered from {answered!r}, not a target of {model.name!r}",
+            "LiteLLM's model_list maps this name somewhere else than the gateway.",
+            data={"model": answered},
+        )
+    via = f"target {answered!r}" if answered in targets else f"model {answered!r}"
+    return CheckResult("litellm-route", "pass", f"LiteLLM -> gateway -> {via}", data={"model": answered})
+
+
 CLUSTER_HINTS = {
     "route-accepted": "A route that is not Accepted has no matching Gateway listener; ResolvedRefs=False with "
     "BackendNotFound usually means the provider's inference flag is off or the backendRef group does not match the "
@@ -448,6 +508,8 @@ async def run_checks(ctx: CheckContext) -> list[CheckResult]:
             results.append(CheckResult(name, "skip", "the gateway is not reachable"))
         else:
             results.append(await _timed(check, ctx))
+    if ctx.litellm_url is not None or "litellm" in ctx.lab.addons:
+        results.append(await _timed(litellm_route, ctx))
     for name in CLUSTER_CHECKS:
         results.append(await cluster_check(ctx, name))
     return results

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import base64
+import os
+from dataclasses import dataclass, replace
 from urllib.parse import urlparse
 
 from igwlab import gates as g
@@ -26,6 +28,8 @@ class VerifyOptions:
     concurrency: int = 10
     wait_s: float = 0.0
     timeout_s: float = 60.0
+    litellm_url: str | None = None
+    litellm_key: str | None = None
 
 
 def resolve_target(options: VerifyOptions) -> tuple[str, str]:
@@ -78,7 +82,27 @@ def verify(options: VerifyOptions, env: Environment | None = None) -> Report:
     lab_reference, url = resolve_target(options)
     lab = resolve_lab(LabSelection(lab=lab_reference)).lab
     cluster, skip_reason = cluster_access(lab, env or Environment())
+    key = options.litellm_key or os.environ.get("LITELLM_MASTER_KEY") or _litellm_key_from(cluster, lab)
+    options = replace(
+        options, litellm_key=key, litellm_url=options.litellm_url.rstrip("/") if options.litellm_url else None
+    )
     return asyncio.run(_verify(lab, url, options, cluster, skip_reason))
+
+
+def _litellm_key_from(cluster: ClusterAccess | None, lab: Lab) -> str | None:
+    """The master key `up` put into Secret igwlab-litellm, when the cluster is reachable."""
+    if cluster is None:
+        return None
+    try:
+        secret = cluster.kube.get("v1", "Secret", "igwlab-litellm", lab.namespace)
+    except Exception:
+        return None
+    if secret is None:
+        return None
+    if secret.get("data", {}).get("master-key"):
+        return base64.b64decode(secret["data"]["master-key"]).decode()
+    value = secret.get("stringData", {}).get("master-key")
+    return str(value) if value else None
 
 
 async def _verify(
@@ -86,6 +110,8 @@ async def _verify(
 ) -> Report:
     async with Engine(url, concurrency=options.concurrency, timeout_s=options.timeout_s) as engine:
         ctx = CheckContext(
+            litellm_url=options.litellm_url,
+            litellm_key=options.litellm_key,
             lab=lab,
             engine=engine,
             requests=options.requests,
