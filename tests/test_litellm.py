@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -108,8 +109,7 @@ def litellm_in_front(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
         yield url, key, gateway.url
 
 
-def test_verify_litellm_route_through_the_real_proxy(cli: CliRunner, litellm_in_front: tuple[str, str, str]) -> None:
-    url, key, gateway = litellm_in_front
+def _verify_via_litellm(cli: CliRunner, gateway: str, url: str, key: str) -> tuple[int, dict[str, Any]]:
     result = invoke(
         cli,
         "verify",
@@ -126,22 +126,13 @@ def test_verify_litellm_route_through_the_real_proxy(cli: CliRunner, litellm_in_
         "--json",
     )
     checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
-    assert checks["litellm-route"]["status"] == "pass", checks["litellm-route"]
-    assert checks["litellm-route"]["data"]["model"] in (*LORAS, "fake-llm")
-    wrong = invoke(
-        cli,
-        "verify",
-        "--lab",
-        "kgateway-fake-llm",
-        "--url",
-        gateway,
-        "--litellm-url",
-        url,
-        "--litellm-key",
-        "sk-wrong",
-        "--requests",
-        "40",
-        "--json",
-    )
-    denied = {c["name"]: c for c in json.loads(wrong.stdout)["checks"]}["litellm-route"]
-    assert wrong.exit_code == 1 and denied["status"] == "fail" and "master key" in denied["hint"]
+    return result.exit_code, checks["litellm-route"]
+
+
+def test_verify_litellm_route_through_the_real_proxy(cli: CliRunner, litellm_in_front: tuple[str, str, str]) -> None:
+    url, key, gateway = litellm_in_front
+    _, route = _verify_via_litellm(cli, gateway, url, key)
+    assert route["status"] == "pass", route
+    assert route["data"]["model"] in (*LORAS, "fake-llm")
+    code, denied = _verify_via_litellm(cli, gateway, url, "sk-wrong")
+    assert code == 1 and denied["status"] == "fail" and "master key" in denied["hint"]

@@ -86,12 +86,12 @@ def _chat_body(ctx: CheckContext) -> dict[str, Any]:
     }
 
 
-def _failed_request(name: str, observation: Observation, what: str) -> CheckResult:
+def _failed_request(name: str, observation: Observation, what: str, hint: str | None = None) -> CheckResult:
     detail = f"{what}: {observation.outcome()}"
     message = observation.error_detail or observation.error_message
     if message:
         detail += f" ({message[:160]})"
-    return CheckResult(name, "fail", detail, hint_for(observation), data={"status": observation.status})
+    return CheckResult(name, "fail", detail, hint or hint_for(observation), data={"status": observation.status})
 
 
 async def gateway_reachable(ctx: CheckContext) -> CheckResult:
@@ -163,22 +163,15 @@ async def streaming(ctx: CheckContext) -> CheckResult:
     observation = await ctx.engine.stream(CHAT, _chat_body(ctx))
     ctx.remember([observation])
     if observation.status != 200 or observation.error in ("connect", "timeout", "protocol", "bad-json"):
-        hint = hint_for(observation)
-        if observation.error == "timeout" and observation.stream_chunks:
-            hint = (
-                "Tokens arrived, then the stream stalled past --timeout: a slow model, or a proxy buffering "
-                "the stream (check the route timeout)."
-            )
-        return (
-            _failed_request("streaming", observation, "streamed chat")
-            if not observation.stream_chunks
-            else CheckResult(
-                "streaming",
-                "fail",
-                f"stream stopped after {observation.stream_chunks} chunks: {observation.outcome()}",
-                hint,
-            )
+        if not observation.stream_chunks:
+            return _failed_request("streaming", observation, "streamed chat")
+        stalled = (
+            "Tokens arrived, then the stream stalled past --timeout: a slow model, or a proxy buffering "
+            "the stream (check the route timeout)."
         )
+        hint = stalled if observation.error == "timeout" else hint_for(observation)
+        detail = f"stream stopped after {observation.stream_chunks} chunks: {observation.outcome()}"
+        return CheckResult("streaming", "fail", detail, hint)
     if observation.error == "bad-stream":
         return CheckResult("streaming", "fail", observation.error_detail, hint_for(observation))
     if not observation.stream_done:
@@ -438,17 +431,7 @@ async def litellm_route(ctx: CheckContext) -> CheckResult:
                 "LiteLLM could not reach the gateway or the gateway failed: check api_base in its config "
                 "(`igwlab render --with litellm`) points at the gateway's Service and listener port."
             )
-        return (
-            _failed_request("litellm-route", observation, f"POST {ctx.litellm_url}{CHAT} via LiteLLM")
-            if observation.status is None
-            else CheckResult(
-                "litellm-route",
-                "fail",
-                f"LiteLLM answered {observation.status}: {observation.error_message[:160]}",
-                hint,
-                data={"status": observation.status},
-            )
-        )
+        return _failed_request("litellm-route", observation, f"POST {ctx.litellm_url}{CHAT} via LiteLLM", hint)
     answered = observation.model or "?"
     targets = {t.name for t in model.targets}
     if targets and answered not in targets and answered != model.name:
