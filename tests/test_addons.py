@@ -119,8 +119,10 @@ def test_dashboard_runs_a_port_forward_until_interrupted(tmp_path: Path) -> None
     state = tmp_path / "state"
     _write_current(state, ["observability"])
     env = {**tools.env(), "IGWLAB_STATE_DIR": str(state)}
+    # A user's terminal delivers Ctrl-C; restore SIGINT in case this runner was started with it ignored.
     process = subprocess.Popen(
         [sys.executable, "-m", "igwlab", "dashboard", "--port", "3123"],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -8,6 +8,7 @@ import signal
 import tarfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,17 @@ def test_missing_prerequisites_exit_3_within_seconds_and_create_nothing(tmp_path
     assert read_current_lab() is None
 
 
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt even where the test runner was started with SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c")
 def test_ctrl_c_stops_running_commands_and_a_rerun_continues(tmp_path: Path) -> None:
     with lab_world(tmp_path) as world:
         world.tools.configure(delays={"helm upgrade --install kgateway oci": 30})
