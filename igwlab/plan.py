@@ -96,27 +96,18 @@ def build_plan(rendered: Rendered, context: str | None = None) -> Plan:
     ns = lab.namespace
     steps: list[Step] = []
 
-    if context is None:
-        steps.append(
-            Step(
-                id="cluster",
-                kind="cluster",
-                title=f"create k3d cluster {lab.cluster.name!r} (traefik off, one server)",
-                depends_on=(),
-                gates=(g.NodesReady(),),
-                command=tuple(create_cluster_argv(lab.cluster, lab.gateway.listeners)),
-            )
+    steps.append(
+        Step(
+            id="cluster",
+            kind="cluster",
+            title=f"create k3d cluster {lab.cluster.name!r} (traefik off, one server)"
+            if context is None
+            else f"use the existing cluster of context {context!r}",
+            depends_on=(),
+            gates=(g.NodesReady(),),
+            command=tuple(create_cluster_argv(lab.cluster, lab.gateway.listeners)) if context is None else (),
         )
-    else:
-        steps.append(
-            Step(
-                id="cluster",
-                kind="cluster",
-                title=f"use the existing cluster of context {context!r}",
-                depends_on=(),
-                gates=(g.NodesReady(),),
-            )
-        )
+    )
     crd_steps: list[str] = []
     for bundle in rendered.crd_bundles:
         steps.append(

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import httpx
 from typer.testing import CliRunner, Result
 
 from igwlab.cli.app import app
@@ -21,3 +26,21 @@ def render(**selection: Any) -> Rendered:
 
 def find(rendered: Rendered, kind: str) -> list[dict[str, Any]]:
     return [obj.manifest for obj in rendered.objects if obj.kind == kind]
+
+
+@contextmanager
+def requests_in_flight(url: str, model: str, count: int, settle_s: float = 0.2) -> Iterator[None]:
+    """`count` completions sent at once from threads; the block runs while they are in flight."""
+    body = {"model": model, "prompt": "p", "max_tokens": 1}
+    threads = [
+        threading.Thread(target=httpx.post, args=(f"{url}/v1/completions",), kwargs={"json": body, "timeout": 10})
+        for _ in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(settle_s)
+    try:
+        yield
+    finally:
+        for thread in threads:
+            thread.join()

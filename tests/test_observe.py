@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-import httpx
 import pytest
 from fakegw import GatewayBehaviour, running_gateway
-from helpers import invoke
+from helpers import invoke, requests_in_flight
 from typer.testing import CliRunner
 
 from igwlab.observe.top import sample, targets_from_cluster
@@ -85,20 +83,9 @@ def test_load_refuses_unbounded_or_ambiguous_requests(cli: CliRunner, args: list
 def test_top_once_json_shows_queues_and_adapters_under_load(cli: CliRunner) -> None:
     config = SimConfig(port=0, loras=("lora-x",), pod_name="busy", max_num_seqs=2, time_to_first_token_ms=400)
     with running_sim(config) as busy, running_sim(SimConfig(port=0, pod_name="idle")) as idle:
-        threads = [
-            threading.Thread(
-                target=httpx.post,
-                args=(f"{busy.url}/v1/completions",),
-                kwargs={"json": {"model": "lora-x", "prompt": "p", "max_tokens": 1}, "timeout": 10},
-            )
-            for _ in range(5)
-        ]
-        for thread in threads:
-            thread.start()
-        time.sleep(0.2)
-        result = invoke(cli, "top", "--url", f"busy={busy.url}", "--url", f"idle={idle.url}", "--once", "--json")
-        for thread in threads:
-            thread.join()
+        urls = ["--url", f"busy={busy.url}", "--url", f"idle={idle.url}"]
+        with requests_in_flight(busy.url, "lora-x", 5):
+            result = invoke(cli, "top", *urls, "--once", "--json")
     assert result.exit_code == 0, result.stderr
     pods = {pod["pod"]: pod for pod in json.loads(result.stdout)["pods"]}
     assert pods["busy"]["running"] == 2 and pods["busy"]["waiting"] == 3

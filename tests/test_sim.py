@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
 import openai
 import pytest
+from helpers import requests_in_flight
 
 from igwlab.sim import SimConfig, running_sim
 from igwlab.testing.world import free_port
@@ -85,20 +85,8 @@ def _metric(text: str, name: str) -> float:
 def test_queue_and_lora_gauges_move_under_load() -> None:
     config = SimConfig(port=0, loras=("lora-x",), max_num_seqs=1, time_to_first_token_ms=300)
     with running_sim(config) as server:
-        threads = [
-            threading.Thread(
-                target=httpx.post,
-                args=(f"{server.url}/v1/completions",),
-                kwargs={"json": {"model": "lora-x", "prompt": "p", "max_tokens": 1}, "timeout": 10},
-            )
-            for _ in range(3)
-        ]
-        for thread in threads:
-            thread.start()
-        time.sleep(0.15)
-        metrics = httpx.get(f"{server.url}/metrics").text
-        for thread in threads:
-            thread.join()
+        with requests_in_flight(server.url, "lora-x", 3, settle_s=0.15):
+            metrics = httpx.get(f"{server.url}/metrics").text
         after = httpx.get(f"{server.url}/metrics").text
     assert _metric(metrics, "vllm:num_requests_running") == 1
     assert _metric(metrics, "vllm:num_requests_waiting") == 2
