@@ -40,6 +40,7 @@ class GieRelease(_Strict):
     crds: list[str]
     epp_metrics: list[str]
     rewrite_targets_field: Literal["split", "targets"] | None = None
+    bbr_chart: str | None = None
     epp: EppRelease
     sources: list[str]
 
@@ -114,6 +115,9 @@ class Stack(_Strict):
     helm_releases: list[HelmReleasePin]
     proxy: ProxyPin
     pool_chart_provider: Literal["none", "istio", "gke"] = "none"
+    # How a multi-pool lab sends each model to its pool: the upstream body-based-routing component sets
+    # the base-model header from the request body; elsewhere clients must send that header themselves.
+    model_routing: Literal["header", "body-based-routing"] = "header"
     extra_resources: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     sources: list[str]

@@ -8,6 +8,7 @@ the problem, never with a traceback.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -47,6 +48,7 @@ CheckName = Literal[
     "pool-accepted",
     "epp-ready",
     "litellm-route",
+    "model-routing",
 ]
 Criticality = Literal["Critical", "Standard", "Sheddable"]
 WorkloadKind = Literal["sim", "vllm-cpu"]
@@ -187,6 +189,31 @@ class RouteSpec(_Strict):
     timeout: Duration | None = None
 
 
+class ExtraPool(_Strict):
+    """Another model-server pool with its own endpoint picker behind the same Gateway."""
+
+    workload: WorkloadSpec
+    pool: PoolSpec
+    models: list[ModelSpec] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One pool of a lab: its model servers, InferencePool + EPP and model objects.
+
+    The lab's own pool has suffix "" (its steps are `workload`, `pool`, `models`); each extra pool
+    adds `-<pool name>` to those step ids.
+    """
+
+    suffix: str
+    workload: WorkloadSpec
+    pool: PoolSpec
+    models: list[ModelSpec]
+
+    def step(self, base: str) -> str:
+        return base + self.suffix
+
+
 class Lab(_Strict):
     name: DnsLabel
     title: str
@@ -202,6 +229,14 @@ class Lab(_Strict):
     route: RouteSpec = Field(default_factory=RouteSpec)
     checks: list[CheckName] = Field(default_factory=list)
     addons: list[AddonName] = Field(default_factory=list)
+    extra_pools: list[ExtraPool] = Field(default_factory=list)
+
+    def backends(self) -> list[Backend]:
+        first = Backend("", self.workload, self.pool, self.models)
+        return [
+            first,
+            *(Backend(f"-{extra.pool.name}", extra.workload, extra.pool, extra.models) for extra in self.extra_pools),
+        ]
 
     @model_validator(mode="after")
     def _cross_references(self) -> Lab:
@@ -210,17 +245,26 @@ class Lab(_Strict):
             raise ValueError(
                 f"route.listener {self.route.listener!r} is not a gateway listener ({', '.join(listener_names)})"
             )
-        served = self.workload.served_names()
-        for model in self.models:
-            for target in model.targets:
-                if target.name not in served:
-                    raise ValueError(
-                        f"model {model.name!r} targets {target.name!r}, which the workload does not serve "
-                        f"(served: {', '.join(served)})"
-                    )
-        names = [model.name for model in self.models]
-        objects = [model.object_name for model in self.models]
-        for label, values in (("model names", names), ("model object names", objects)):
+        for backend in self.backends():
+            served = backend.workload.served_names()
+            for model in backend.models:
+                for target in model.targets:
+                    if target.name not in served:
+                        raise ValueError(
+                            f"model {model.name!r} targets {target.name!r}, which pool {backend.pool.name}'s "
+                            f"workload does not serve (served: {', '.join(served)})"
+                        )
+        all_models = [model for backend in self.backends() for model in backend.models]
+        names = [model.name for model in all_models]
+        objects = [model.object_name for model in all_models]
+        pools = [backend.pool.name for backend in self.backends()]
+        workloads = [backend.workload.name for backend in self.backends()]
+        for label, values in (
+            ("model names", names),
+            ("model object names", objects),
+            ("pool names", pools),
+            ("workload names", workloads),
+        ):
             if len(set(values)) != len(values):
                 raise ValueError(f"{label} must be unique: {values}")
         return self

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from igwlab import gates as g
-from igwlab.render import Rendered
+from igwlab.labs import Backend
+from igwlab.render import BASE_MODEL_HEADER, Rendered
 from igwlab.tools.k3d import create_cluster_argv
 
 StepKind = Literal["cluster", "crds", "helm", "apply", "probe"]
@@ -157,38 +158,25 @@ def build_plan(rendered: Rendered, context: str | None = None) -> Plan:
         steps[-1] = replace(steps[-1], gates=(*steps[-1].gates, class_gate))
 
     steps.append(_apply_step(rendered, "namespace", f"create namespace {ns}", ("cluster",), (g.NamespaceActive(ns),)))
-    workload = lab.workload
-    server = "llm-d-inference-sim" if workload.kind == "sim" else "vLLM CPU"
-    steps.append(
-        _apply_step(
-            rendered,
-            "workload",
-            f"deploy {workload.replicas} x {server} serving {', '.join(workload.served_names())}",
-            ("namespace",),
-            (g.DeploymentAvailable(ns, workload.name, workload.replicas, note=", readiness probe on /health"),),
-        )
-    )
-
     pool_deps: tuple[str, ...] = ("namespace", "inference-crds")
     if stack.pool_chart_provider == "istio":
         # The chart renders an Istio DestinationRule: its CRD must exist first.
         pool_deps += provider_done
-    pool_release = rendered.releases_for("pool")
-    pool_title = f"InferencePool {lab.pool.name} and its endpoint picker"
-    pool_gates = (g.DeploymentAvailable(ns, f"{lab.pool.name}-epp"),)
-    if pool_release:
+    backends = lab.backends()
+    for backend in backends:
+        steps += _backend_steps(rendered, backend, ns, pool_deps, resolved.gie.model_object)
+    bbr = rendered.releases_for("bbr")
+    if bbr:
         steps.append(
             Step(
-                id="pool",
+                id="bbr",
                 kind="helm",
-                title=f"helm install {pool_title} (inferencepool chart {pool_release[0].version})",
-                depends_on=pool_deps,
-                gates=pool_gates,
-                releases=tuple(release.summary() for release in pool_release),
+                title=f"helm install body-based routing {bbr[0].version} (sets {BASE_MODEL_HEADER} from the body)",
+                depends_on=("namespace", *provider_done),
+                gates=(),
+                releases=tuple(release.summary() for release in bbr),
             )
         )
-    else:
-        steps.append(_apply_step(rendered, "pool", f"apply {pool_title}", pool_deps, pool_gates))
 
     for release in rendered.releases:
         if release.step.startswith("addon-"):
@@ -214,16 +202,6 @@ def build_plan(rendered: Rendered, context: str | None = None) -> Plan:
             )
         )
 
-    model_objects = rendered.objects_for("models")
-    steps.append(
-        _apply_step(
-            rendered,
-            "models",
-            f"apply {resolved.gie.model_object} objects for {', '.join(m.name for m in lab.models)}",
-            ("pool",),
-            (g.ObjectsExist(tuple((o.api_version, o.kind, o.name, o.namespace) for o in model_objects)),),
-        )
-    )
     gateway_deps = ["namespace", *gateway_class_done]
     if "gateway-api-crds" in crd_steps:
         gateway_deps.insert(1, "gateway-api-crds")
@@ -244,15 +222,20 @@ def build_plan(rendered: Rendered, context: str | None = None) -> Plan:
             (g.GatewayProgrammed(ns, lab.gateway.name), proxy_gate),
         )
     )
+    pools = ", ".join(backend.pool.name for backend in backends)
+    route_deps = ("gateway", *(backend.step("pool") for backend in backends), *(["bbr"] if bbr else []))
     steps.append(
         _apply_step(
             rendered,
             "route",
-            f"route {lab.route_listener.name} traffic to InferencePool {lab.pool.name}",
-            ("gateway", "pool"),
+            f"route {lab.route_listener.name} traffic to InferencePool {pools}",
+            route_deps,
             (
                 g.RouteAccepted(ns, lab.route.name),
-                g.PoolAccepted(ns, lab.pool.name, resolved.gie.pool_api, lab.gateway.name),
+                *(
+                    g.PoolAccepted(ns, backend.pool.name, resolved.gie.pool_api, lab.gateway.name)
+                    for backend in backends
+                ),
             ),
         )
     )
@@ -263,7 +246,7 @@ def build_plan(rendered: Rendered, context: str | None = None) -> Plan:
             id="warmup",
             kind="probe",
             title=f"send a completion for {model!r} through the gateway",
-            depends_on=("route", "models", "workload"),
+            depends_on=("route", *(b.step(base) for b in backends for base in ("models", "workload"))),
             gates=(g.Answers(url),),
         )
     )
@@ -273,11 +256,55 @@ def build_plan(rendered: Rendered, context: str | None = None) -> Plan:
         stack=stack.id,
         gie_version=stack.gie_version,
         gateway_api=f"{stack.gateway_api.version} {stack.gateway_api.channel}",
-        workload=workload.kind,
+        workload=lab.workload.kind,
         steps=tuple(_assign_waves(steps)),
         url=url,
         overrides=resolved.overrides,
     )
+
+
+def _backend_steps(
+    rendered: Rendered, backend: Backend, ns: str, pool_deps: tuple[str, ...], model_object: str
+) -> list[Step]:
+    """A pool's steps: its model servers, its InferencePool and EPP, its model objects."""
+    workload, pool = backend.workload, backend.pool
+    server = "llm-d-inference-sim" if workload.kind == "sim" else "vLLM CPU"
+    steps = [
+        _apply_step(
+            rendered,
+            backend.step("workload"),
+            f"deploy {workload.replicas} x {server} serving {', '.join(workload.served_names())}",
+            ("namespace",),
+            (g.DeploymentAvailable(ns, workload.name, workload.replicas, note=", readiness probe on /health"),),
+        )
+    ]
+    pool_release = rendered.releases_for(backend.step("pool"))
+    pool_title = f"InferencePool {pool.name} and its endpoint picker"
+    pool_gates = (g.DeploymentAvailable(ns, f"{pool.name}-epp"),)
+    if pool_release:
+        steps.append(
+            Step(
+                id=backend.step("pool"),
+                kind="helm",
+                title=f"helm install {pool_title} (inferencepool chart {pool_release[0].version})",
+                depends_on=pool_deps,
+                gates=pool_gates,
+                releases=tuple(release.summary() for release in pool_release),
+            )
+        )
+    else:
+        steps.append(_apply_step(rendered, backend.step("pool"), f"apply {pool_title}", pool_deps, pool_gates))
+    model_objects = rendered.objects_for(backend.step("models"))
+    steps.append(
+        _apply_step(
+            rendered,
+            backend.step("models"),
+            f"apply {model_object} objects for {', '.join(m.name for m in backend.models)}",
+            (backend.step("pool"),),
+            (g.ObjectsExist(tuple((o.api_version, o.kind, o.name, o.namespace) for o in model_objects)),),
+        )
+    )
+    return steps
 
 
 def _deployment_gate(ref: str) -> g.DeploymentAvailable:

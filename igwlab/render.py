@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
@@ -17,7 +17,7 @@ import jinja2
 import yaml
 
 from igwlab.errors import CatalogError
-from igwlab.labs import Lab
+from igwlab.labs import Backend, Lab
 from igwlab.resources import data_dir
 from igwlab.selection import ResolvedLab
 
@@ -280,6 +280,8 @@ def build_context(resolved: ResolvedLab) -> dict[str, Any]:
         "sim_args": simulator_args(resolved),
         "vllm_args": vllm_args(resolved),
         "workload_resources": _workload_resources(resolved),
+        "route_rules": route_rules(lab),
+        "base_model_header": BASE_MODEL_HEADER,
     }
 
 
@@ -471,6 +473,56 @@ def _addon_releases(resolved: ResolvedLab, addon: str, context: dict[str, Any]) 
     ]
 
 
+BASE_MODEL_HEADER = "X-Gateway-Base-Model-Name"
+
+
+def _render_backend(resolved: ResolvedLab, backend: Backend) -> tuple[list[KubeObject], list[HelmRelease]]:
+    """A pool's model servers, InferencePool + EPP and model objects. Templates see the lab with
+    this pool in the place of its own, so one set of templates serves every pool."""
+    lab = resolved.lab.model_copy(update={"workload": backend.workload, "pool": backend.pool, "models": backend.models})
+    scoped = replace(resolved, lab=lab)
+    gie = resolved.gie
+    context = build_context(scoped)
+    objects: list[KubeObject] = []
+    releases: list[HelmRelease] = []
+    workload_template = "workload/sim.yaml.j2" if lab.workload.kind == "sim" else "workload/vllm-cpu.yaml.j2"
+    objects += _render_objects(backend.step("workload"), workload_template, context)
+    if gie.epp.install == "manifests":
+        objects += _render_objects(backend.step("pool"), "inference/alpha/epp.yaml.j2", context)
+        objects += _render_objects(backend.step("pool"), "inference/alpha/inferencepool.yaml.j2", context)
+        for model in lab.models:
+            objects += _render_objects(
+                backend.step("models"), "inference/alpha/inferencemodel.yaml.j2", {**context, "model": model}
+            )
+        return objects, releases
+    assert gie.epp.chart is not None and gie.epp.chart_version is not None
+    releases.append(
+        HelmRelease(
+            step=backend.step("pool"),
+            name=lab.pool.name,
+            chart=gie.epp.chart,
+            version=gie.epp.chart_version,
+            namespace=lab.namespace,
+            values=_pool_chart_values(scoped, context),
+            wait_deployments=(f"{lab.namespace}/{context['epp_name']}",),
+        )
+    )
+    for model in lab.models:
+        model_context = {**context, "model": model}
+        objects += _render_objects(backend.step("models"), "inference/ga/inferenceobjective.yaml.j2", model_context)
+        if model.targets:
+            objects += _render_objects(
+                backend.step("models"), "inference/ga/inferencemodelrewrite.yaml.j2", model_context
+            )
+    return objects, releases
+
+
+def route_rules(lab: Lab) -> list[dict[str, Any]]:
+    """One rule per extra pool, matching the base-model header, then the lab's own pool for the rest."""
+    rules = [{"pool": backend.pool.name, "header": backend.workload.served_model} for backend in lab.backends()[1:]]
+    return [*rules, {"pool": lab.pool.name, "header": None}]
+
+
 def render_lab(resolved: ResolvedLab) -> Rendered:
     lab, stack, gie = resolved.lab, resolved.stack, resolved.gie
     context = build_context(resolved)
@@ -516,32 +568,22 @@ def render_lab(resolved: ResolvedLab) -> Rendered:
     objects += _render_objects("namespace", "base/namespace.yaml.j2", context)
     if stack.gateway_class.created_by == "igwlab":
         objects += _render_objects("gatewayclass", "gateway/gatewayclass.yaml.j2", context)
-    workload_template = "workload/sim.yaml.j2" if lab.workload.kind == "sim" else "workload/vllm-cpu.yaml.j2"
-    objects += _render_objects("workload", workload_template, context)
-
-    if gie.epp.install == "manifests":
-        objects += _render_objects("pool", "inference/alpha/epp.yaml.j2", context)
-        objects += _render_objects("pool", "inference/alpha/inferencepool.yaml.j2", context)
-        for model in lab.models:
-            objects += _render_objects("models", "inference/alpha/inferencemodel.yaml.j2", {**context, "model": model})
-    else:
-        assert gie.epp.chart is not None and gie.epp.chart_version is not None
+    for backend in lab.backends():
+        objects_, releases_ = _render_backend(resolved, backend)
+        objects += objects_
+        releases += releases_
+    if len(lab.extra_pools) > 0 and stack.model_routing == "body-based-routing":
+        assert gie.bbr_chart is not None and gie.epp.chart_version is not None
         releases.append(
             HelmRelease(
-                step="pool",
-                name=lab.pool.name,
-                chart=gie.epp.chart,
+                step="bbr",
+                name="body-based-router",
+                chart=gie.bbr_chart,
                 version=gie.epp.chart_version,
                 namespace=lab.namespace,
-                values=_pool_chart_values(resolved, context),
-                wait_deployments=(f"{lab.namespace}/{context['epp_name']}",),
+                values={"provider": {"name": stack.pool_chart_provider}},
             )
         )
-        for model in lab.models:
-            model_context = {**context, "model": model}
-            objects += _render_objects("models", "inference/ga/inferenceobjective.yaml.j2", model_context)
-            if model.targets:
-                objects += _render_objects("models", "inference/ga/inferencemodelrewrite.yaml.j2", model_context)
 
     for addon in lab.addons:
         releases += _addon_releases(resolved, addon, context)

@@ -117,10 +117,13 @@ def _switch_workload(lab: Lab, kind: WorkloadKind, catalog: Catalog) -> Lab:
     update: dict[str, object] = {"kind": kind}
     if kind == "vllm-cpu":
         # Each vLLM CPU replica wants about 12 CPUs: keep to what the catalog says fits a laptop.
-        update["replicas"] = min(lab.workload.replicas, catalog.vllm_cpu.replicas)
+        update["replicas"] = catalog.vllm_cpu.replicas
         update["kv_cache"] = False
-    workload = lab.workload.model_copy(update=update)
-    return lab.model_copy(update={"workload": workload})
+    extra = [pool.model_copy(update={"workload": pool.workload.model_copy(update=update)}) for pool in lab.extra_pools]
+    update_first = update
+    if kind == "vllm-cpu":
+        update_first = {**update, "replicas": min(lab.workload.replicas, catalog.vllm_cpu.replicas)}
+    return lab.model_copy(update={"workload": lab.workload.model_copy(update=update_first), "extra_pools": extra})
 
 
 def _check_era_support(resolved: ResolvedLab) -> None:

@@ -249,7 +249,7 @@ class StepAction:
 
     def _apply_objects(self) -> None:
         kube = self.ctx.kube()
-        if self.step.id == "workload":
+        if self.step.id.startswith("workload"):
             self._apply_hf_token(kube)
         if self.step.id == "addon-litellm":
             self._ensure_litellm_key(kube)

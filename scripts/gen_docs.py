@@ -44,6 +44,8 @@ CHECK_MEANING = {
     "route-accepted": "the HTTPRoute is Accepted with ResolvedRefs (read from the cluster)",
     "pool-accepted": "the InferencePool's parent status for the Gateway is Accepted with ResolvedRefs",
     "epp-ready": "the endpoint picker Deployment is Available",
+    "model-routing": "each model's requests are answered by pods of its own pool",
+    "litellm-route": "a chat completion through the LiteLLM proxy comes back from the gateway",
 }
 
 PAIN_POINTS = [

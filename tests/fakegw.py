@@ -36,6 +36,10 @@ class GatewayBehaviour:
     unknown_model_status: int | None = None
     warm_up_s: float = 0.0
     epp_header: bool = True
+    # Several pools: base model -> its backends, chosen by the body's model (what body-based routing
+    # does) or by the X-Gateway-Base-Model-Name header the client sends.
+    pools: dict[str, list[str]] = field(default_factory=dict)
+    route_by: Literal["body", "header"] = "body"
 
 
 session_key: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
@@ -52,14 +56,18 @@ def _build(behaviour: GatewayBehaviour) -> web.Application:
     async def on_cleanup(app: web.Application) -> None:
         await app[session_key].close()
 
-    def choose_backend(body: dict) -> str:
+    def choose_backend(body: dict, headers: dict[str, str]) -> str:
+        backends = behaviour.backends
+        if behaviour.pools:
+            key = body.get("model") if behaviour.route_by == "body" else headers.get("X-Gateway-Base-Model-Name")
+            backends = behaviour.pools.get(str(key), behaviour.backends)
         if behaviour.pick == "first":
-            return behaviour.backends[0]
+            return backends[0]
         if behaviour.pick == "prefix":
             text = str(body.get("prompt") or body.get("messages"))[:400]
             digest = int(hashlib.sha256(text.encode()).hexdigest(), 16)
-            return behaviour.backends[digest % len(behaviour.backends)]
-        return rng.choice(behaviour.backends)
+            return backends[digest % len(backends)]
+        return rng.choice(backends)
 
     async def forward(request: web.Request) -> web.StreamResponse:
         if behaviour.warm_up_s and time.monotonic() - started < behaviour.warm_up_s:
@@ -75,7 +83,7 @@ def _build(behaviour: GatewayBehaviour) -> web.Application:
         if model in behaviour.rewrites:
             targets = behaviour.rewrites[model]
             body["model"] = rng.choices([t for t, _ in targets], weights=[w for _, w in targets])[0]
-        backend = choose_backend(body)
+        backend = choose_backend(body, dict(request.headers))
         session = request.app[session_key]
         async with session.post(f"{backend}{request.path}", json=body) as upstream:
             headers = {

@@ -17,6 +17,7 @@ from typing import Any
 
 from igwlab.gates import Gate
 from igwlab.labs import Lab
+from igwlab.render import BASE_MODEL_HEADER
 from igwlab.tools.kube import KubeApi
 from igwlab.verify import stats
 from igwlab.verify.engine import Engine, Observation
@@ -34,7 +35,7 @@ class ClusterAccess:
     """The lab's objects on the cluster `up` made, for the status checks."""
 
     kube: KubeApi
-    gates: dict[str, Gate]
+    gates: dict[str, list[Gate]]  # check name -> every gate it covers (one per pool for pools and EPPs)
 
 
 @dataclass
@@ -47,6 +48,8 @@ class CheckContext:
     cluster_skip_reason: str = ""
     litellm_url: str | None = None
     litellm_key: str | None = None
+    # Multi-pool labs: True where clients must send the base-model header themselves (no body-based routing).
+    header_routing: bool = True
     max_tokens: int = 8
     reachable: bool = False
     seen: list[Observation] = field(default_factory=list)
@@ -300,6 +303,46 @@ async def endpoint_spread(ctx: CheckContext) -> CheckResult:
     return CheckResult("endpoint-spread", "pass", f"{len(pods)} of {replicas} pods served: {spread}", data=data)
 
 
+async def model_routing(ctx: CheckContext) -> CheckResult:
+    backends = ctx.lab.backends()
+    if len(backends) < 2:
+        return CheckResult("model-routing", "skip", "the lab has one pool")
+    per_pool = max(10, ctx.requests // 10)
+    data: dict[str, Any] = {}
+    for backend in backends:
+        model = backend.models[0].name
+        headers = {BASE_MODEL_HEADER: backend.workload.served_model} if ctx.header_routing else None
+        bodies = [_completion_body(ctx, model, _prompt(f"routing {i}")) for i in range(per_pool)]
+        observations = ctx.remember(
+            list(await asyncio.gather(*(ctx.engine.post(COMPLETIONS, body, headers=headers) for body in bodies)))
+        )
+        failed = first_failure(observations)
+        if failed is not None:
+            return CheckResult(
+                "model-routing", "fail", f"{model}: {summarize_outcomes(observations)}", hint_for(failed)
+            )
+        pods = Counter(o.pod or "(no x-inference-pod)" for o in observations)
+        data[model] = {"pool": backend.pool.name, "pods": dict(pods)}
+        strays = {pod: n for pod, n in pods.items() if not pod.startswith(f"{backend.workload.name}-")}
+        if strays:
+            how = (
+                "the client's " + BASE_MODEL_HEADER + " header"
+                if ctx.header_routing
+                else "body-based routing, which sets " + BASE_MODEL_HEADER
+            )
+            return CheckResult(
+                "model-routing",
+                "fail",
+                f"{model}: {sum(strays.values())} of {len(observations)} answers from pods outside pool "
+                f"{backend.pool.name} ({', '.join(strays)})",
+                f"Requests for {model!r} should reach pool {backend.pool.name} through {how}: check the "
+                "HTTPRoute's header rules (`igwlab render`) and that the body-based router is running.",
+                data=data,
+            )
+    summary = "; ".join(f"{model} -> {info['pool']}" for model, info in data.items())
+    return CheckResult("model-routing", "pass", f"each model reached its own pool: {summary}", data=data)
+
+
 async def prefix_affinity(ctx: CheckContext) -> CheckResult:
     replicas = ctx.lab.workload.replicas
     if replicas < 2:
@@ -460,14 +503,17 @@ CLUSTER_HINTS = {
 async def cluster_check(ctx: CheckContext, name: str) -> CheckResult:
     if ctx.cluster is None:
         return CheckResult(name, "skip", ctx.cluster_skip_reason or "no cluster access")
-    kube, gate = ctx.cluster.kube, ctx.cluster.gates[name]
-    try:
-        state = await asyncio.to_thread(gate.check, kube)
-    except Exception as error:  # the API server is gone or refuses: not this check's verdict
-        return CheckResult(name, "skip", f"cluster not reachable: {type(error).__name__}: {error}")
-    if state.ok:
-        return CheckResult(name, "pass", state.detail)
-    return CheckResult(name, "fail", f"{gate.describe()}: {state.detail}", CLUSTER_HINTS[name])
+    kube = ctx.cluster.kube
+    details = []
+    for gate in ctx.cluster.gates[name]:
+        try:
+            state = await asyncio.to_thread(gate.check, kube)
+        except Exception as error:  # the API server is gone or refuses: not this check's verdict
+            return CheckResult(name, "skip", f"cluster not reachable: {type(error).__name__}: {error}")
+        if not state.ok:
+            return CheckResult(name, "fail", f"{gate.describe()}: {state.detail}", CLUSTER_HINTS[name])
+        details.append(state.detail)
+    return CheckResult(name, "pass", " | ".join(details))
 
 
 HTTP_CHECKS: list[tuple[str, Check]] = [
@@ -476,6 +522,7 @@ HTTP_CHECKS: list[tuple[str, Check]] = [
     ("streaming", streaming),
     ("traffic-split", traffic_split),
     ("endpoint-spread", endpoint_spread),
+    ("model-routing", model_routing),
     ("prefix-affinity", prefix_affinity),
     ("unknown-model", unknown_model),
     ("epp-in-path", epp_in_path),

@@ -60,14 +60,15 @@ def cluster_access(lab: Lab, env: Environment) -> tuple[ClusterAccess | None, st
         return None, f"the recorded lab cannot be loaded: {error.what}"
     if current.resolved.lab.name != lab.name:
         return None, f"the lab that is up is {current.resolved.lab.name}, not {lab.name}"
-    gates: dict[str, Gate] = {}
+    gates: dict[str, list[Gate]] = {"route-accepted": [], "pool-accepted": [], "epp-ready": []}
     for step in current.plan.steps:
         for gate in step.gates:
             if isinstance(gate, g.RouteAccepted):
-                gates["route-accepted"] = gate
+                gates["route-accepted"].append(gate)
             elif isinstance(gate, g.PoolAccepted):
-                gates["pool-accepted"] = gate
-    gates["epp-ready"] = g.DeploymentAvailable(lab.namespace, f"{current.resolved.lab.pool.name}-epp")
+                gates["pool-accepted"].append(gate)
+    for backend in current.resolved.lab.backends():
+        gates["epp-ready"].append(g.DeploymentAvailable(lab.namespace, f"{backend.pool.name}-epp"))
     try:
         return ClusterAccess(current.kube(env), gates), ""
     except Exception as error:  # no kubeconfig, no API server: the HTTP checks still run
@@ -80,13 +81,15 @@ def verify(options: VerifyOptions, env: Environment | None = None) -> Report:
     if options.wait_s < 0 or options.timeout_s <= 0:
         raise UsageError("--wait must be 0 or more and --timeout more than 0 seconds")
     lab_reference, url = resolve_target(options)
-    lab = resolve_lab(LabSelection(lab=lab_reference)).lab
+    resolved = resolve_lab(LabSelection(lab=lab_reference))
+    lab = resolved.lab
     cluster, skip_reason = cluster_access(lab, env or Environment())
     key = options.litellm_key or os.environ.get("LITELLM_MASTER_KEY") or _litellm_key_from(cluster, lab)
     options = replace(
         options, litellm_key=key, litellm_url=options.litellm_url.rstrip("/") if options.litellm_url else None
     )
-    return asyncio.run(_verify(lab, url, options, cluster, skip_reason))
+    header_routing = resolved.stack.model_routing == "header"
+    return asyncio.run(_verify(lab, url, options, cluster, skip_reason, header_routing))
 
 
 def _litellm_key_from(cluster: ClusterAccess | None, lab: Lab) -> str | None:
@@ -106,12 +109,13 @@ def _litellm_key_from(cluster: ClusterAccess | None, lab: Lab) -> str | None:
 
 
 async def _verify(
-    lab: Lab, url: str, options: VerifyOptions, cluster: ClusterAccess | None, skip_reason: str
+    lab: Lab, url: str, options: VerifyOptions, cluster: ClusterAccess | None, skip_reason: str, header_routing: bool
 ) -> Report:
     async with Engine(url, concurrency=options.concurrency, timeout_s=options.timeout_s) as engine:
         ctx = CheckContext(
             litellm_url=options.litellm_url,
             litellm_key=options.litellm_key,
+            header_routing=header_routing,
             lab=lab,
             engine=engine,
             requests=options.requests,

@@ -1,0 +1,142 @@
+"""The multi-model preset: two pools with their own EPPs behind one Gateway, each model to its pool."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fakegw import GatewayBehaviour, running_gateway
+from helpers import find, invoke, render
+from typer.testing import CliRunner
+
+from igwlab.labs import load_lab
+from igwlab.lifecycle import TeardownOptions, teardown, up
+from igwlab.plan import build_plan
+from igwlab.sim import SimConfig, running_sim
+from igwlab.testing.world import lab_world
+
+
+def test_each_pool_gets_its_own_workload_epp_and_route_rule() -> None:
+    rendered = render(lab="multi-model")
+    pools = {r.name for r in rendered.releases if r.chart.endswith("inferencepool")}
+    assert pools == {"fakellm-pool", "tinyllm-pool"}
+    tiny = next(r for r in rendered.releases if r.name == "tinyllm-pool")
+    assert tiny.values["inferencePool"]["modelServers"]["matchLabels"] == {"app": "tinyllm"}
+    assert {d["metadata"]["name"] for d in find(rendered, "Deployment")} == {"fakellm", "tinyllm"}
+    rules = find(rendered, "HTTPRoute")[0]["spec"]["rules"]
+    assert rules[0]["matches"][0]["headers"] == [
+        {"type": "Exact", "name": "X-Gateway-Base-Model-Name", "value": "tiny-llm"}
+    ]
+    assert rules[0]["backendRefs"][0]["name"] == "tinyllm-pool"
+    assert "headers" not in rules[1]["matches"][0] and rules[1]["backendRefs"][0]["name"] == "fakellm-pool"
+
+
+def test_istio_stack_installs_body_based_routing_and_waits_for_both_pools() -> None:
+    plan = build_plan(render(lab="multi-model"))
+    steps = {step.id: step for step in plan.steps}
+    assert steps["bbr"].releases[0]["chart"].endswith("body-based-routing")
+    assert "provider-istiod" in steps["bbr"].depends_on
+    assert {"pool", "pool-tinyllm-pool", "bbr"} <= set(steps["route"].depends_on)
+    assert sum("InferencePool" in wait for wait in steps["route"].waits_for) == 2
+    assert steps["workload-tinyllm-pool"].wave == steps["workload"].wave
+
+
+def test_header_routing_stacks_install_no_body_based_router(tmp_path: Path) -> None:
+    data = load_lab("multi-model").model_dump(mode="json", exclude_none=True)
+    data["provider"] = "agentgateway"
+    path = tmp_path / "multi.yaml"
+    path.write_text(yaml.safe_dump(data))
+    plan = build_plan(render(lab=str(path)))
+    assert "bbr" not in {step.id for step in plan.steps}
+
+
+def test_model_names_must_be_unique_across_pools(tmp_path: Path) -> None:
+    data = load_lab("multi-model").model_dump(mode="json", exclude_none=True)
+    data["extra_pools"][0]["models"][0]["name"] = "fake-llm"
+    path = tmp_path / "dup.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = invoke(CliRunner(), "plan", "--lab", str(path))
+    assert result.exit_code == 2 and "model names must be unique" in result.stderr
+
+
+@contextmanager
+def two_pools(**behaviour: Any) -> Iterator[str]:
+    with ExitStack() as stack:
+        fake = [
+            stack.enter_context(
+                running_sim(SimConfig(port=0, model="fake-llm", loras=("fake-llm-lora-a",), pod_name=f"fakellm-{i}"))
+            ).url
+            for i in range(2)
+        ]
+        tiny = [
+            stack.enter_context(running_sim(SimConfig(port=0, model="tiny-llm", pod_name=f"tinyllm-{i}"))).url
+            for i in range(2)
+        ]
+        pools = behaviour.pop("pools", {"fake-llm": fake, "fake-llm-lora-a": fake, "tiny-llm": tiny})
+        gateway = stack.enter_context(running_gateway(GatewayBehaviour(backends=fake, pools=pools, **behaviour)))
+        yield gateway.url
+
+
+def _verify(cli: CliRunner, url: str, lab: str = "multi-model") -> tuple[int, dict[str, Any]]:
+    result = invoke(cli, "verify", "--lab", lab, "--url", url, "--requests", "60", "--json")
+    return result.exit_code, {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+
+
+def test_verify_model_routing_passes_when_each_model_reaches_its_pool(cli: CliRunner) -> None:
+    with two_pools(route_by="body") as url:
+        code, checks = _verify(cli, url)
+    assert checks["model-routing"]["status"] == "pass", checks["model-routing"]
+    assert checks["model-routing"]["data"]["tiny-llm"]["pool"] == "tinyllm-pool"
+    assert code == 0
+
+
+def test_verify_model_routing_fails_when_a_model_lands_in_the_wrong_pool(cli: CliRunner) -> None:
+    with ExitStack() as stack:
+        fake = [
+            stack.enter_context(
+                running_sim(SimConfig(port=0, model="fake-llm", loras=("fake-llm-lora-a",), pod_name="fakellm-0"))
+            ).url
+        ]
+        # A server that answers tiny-llm but lives in the wrong pool (its pod name says fakellm).
+        wrong = [stack.enter_context(running_sim(SimConfig(port=0, model="tiny-llm", pod_name="fakellm-9"))).url]
+        url = stack.enter_context(
+            running_gateway(GatewayBehaviour(backends=fake, pools={"fake-llm": fake, "tiny-llm": wrong}))
+        ).url
+        code, checks = _verify(cli, url)
+    routing = checks["model-routing"]
+    assert code == 1 and routing["status"] == "fail" and "outside pool tinyllm-pool" in routing["detail"]
+    assert "body-based router" in routing["hint"]
+
+
+def test_header_routing_stacks_send_the_base_model_header(cli: CliRunner, tmp_path: Path) -> None:
+    data = load_lab("multi-model").model_dump(mode="json", exclude_none=True)
+    data["provider"] = "agentgateway"
+    path = tmp_path / "multi-header.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with two_pools(route_by="header") as url:
+        _, checks = _verify(cli, url, lab=str(path))
+    assert checks["model-routing"]["status"] == "pass", checks["model-routing"]
+
+
+def test_single_pool_labs_skip_model_routing(cli: CliRunner) -> None:
+    with running_sim(SimConfig(port=0, pod_name="only")) as sim:
+        _, checks = _verify(cli, sim.url, lab="kv-cache-aware")
+    assert checks["model-routing"]["status"] == "skip"
+
+
+@pytest.mark.parametrize("context", [False, True])
+def test_up_waits_for_both_pools_and_teardown_removes_both(tmp_path: Path, context: bool) -> None:
+    with lab_world(tmp_path, preset="multi-model", context=context) as world:
+        result = up(world.options(**({"context": "ctx"} if context else {})), world.env)
+        assert result.run.ok, result.run.error
+        assert {"pool-tinyllm-pool", "models-tinyllm-pool", "bbr"} <= set(result.run.outcomes)
+        releases = {c[3] for c in world.tools.calls("helm") if c[1:3] == ["upgrade", "--install"]}
+        assert {"fakellm-pool", "tinyllm-pool", "body-based-router"} <= releases
+        removed = teardown(TeardownOptions(), world.env)
+    if context:
+        assert "helm release igwlab/tinyllm-pool" in removed and "Deployment/igwlab/tinyllm" in removed
