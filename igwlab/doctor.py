@@ -68,12 +68,12 @@ class LabNeeds:
         lab = resolved.lab
         # k3s, the gateway controller and its proxy, the EPP: about 2 CPUs and 3 GiB on a laptop.
         cpus, memory = 2.0, 3.0
-        if lab.workload.kind == "vllm-cpu":
-            vllm = resolved.catalog.vllm_cpu
-            cpus += float(vllm.cpu) * lab.workload.replicas
-            memory += _gib(vllm.memory) * lab.workload.replicas
+        vllm = resolved.catalog.vllm_cpu
+        vllm_replicas = sum(b.workload.replicas for b in lab.backends() if b.workload.kind == "vllm-cpu")
+        cpus += float(vllm.cpu) * vllm_replicas
+        memory += _gib(vllm.memory) * vllm_replicas
         ports = (*tuple(listener.effective_host_port for listener in lab.gateway.listeners), lab.cluster.api_port)
-        return cls(cpus=cpus, memory_gib=memory, amd64_only=lab.workload.kind == "vllm-cpu", host_ports=ports)
+        return cls(cpus=cpus, memory_gib=memory, amd64_only=vllm_replicas > 0, host_ports=ports)
 
 
 def _gib(quantity: str) -> float:
