@@ -209,14 +209,20 @@ def _exercises(lab: Lab) -> list[str]:
             "Remove `prefix-cache` from `pool.epp.scheduling.scorers` in a copy of the lab, bring it "
             "up and run `igwlab verify`: `prefix-affinity` falls to chance."
         )
+    if lab.extra_pools:
+        exercises.append(
+            f"Remove the body-based router (`helm uninstall body-based-router -n {lab.namespace}`) and run "
+            "`igwlab verify`: `model-routing` shows the second model landing in the first pool."
+        )
     exercises.append(
         'Send a model nobody serves: `curl` the gateway with `"model": "nope"` and compare with '
         "what `unknown-model` reports."
     )
     if lab.workload.kind == "sim":
+        pools = len(lab.backends())
         exercises.append(
             "Try the real thing: `igwlab up --lab " + lab.name + " --workload vllm-cpu` "
-            "(about 12 CPUs and 10 GiB, amd64)."
+            f"(about {12 * pools} CPUs and {10 * pools} GiB, amd64)."
         )
     return exercises
 
