@@ -20,7 +20,7 @@ from igwlab.runner import EventSink, RunResult, Worker
 from igwlab.selection import LabSelection, ResolvedLab, resolve_lab
 from igwlab.state import current_lab_file, read_current_lab
 from igwlab.steps import Fetch, KubeFactory, UpContext, kubeconfig_path
-from igwlab.tools import k3d
+from igwlab.tools import k3d, portforward
 from igwlab.tools.kube import KubeApi, KubernetesApi
 from igwlab.tools.proc import ToolRunner
 
@@ -126,13 +126,32 @@ def up(options: UpOptions, env: Environment | None = None, on_event: EventSink |
         poll_s=env.poll_s,
     )
     lab_file = options.selection.lab if options.selection.lab and Path(options.selection.lab).is_file() else None
+    previous = read_current_lab() or {}
+    if previous.get("lab") == resolved.lab.name and previous.get("context") == options.context:
+        ctx.previous_port_forward = previous.get("port_forward")
     if not options.dry_run:
-        _write_current(resolved, options, record, url=None, status="in-progress", lab_file=lab_file)
+        _write_current(
+            resolved,
+            options,
+            record,
+            url=None,
+            status="in-progress",
+            lab_file=lab_file,
+            port_forward=ctx.previous_port_forward,
+        )
     result = Worker(ctx, on_event).run()
     url = None
     if result.ok and not options.dry_run:
         url = ctx.gateway_url()
-        _write_current(resolved, options, record, url=url, status="up", lab_file=lab_file)
+        _write_current(
+            resolved,
+            options,
+            record,
+            url=url,
+            status="up",
+            lab_file=lab_file,
+            port_forward=ctx.port_forward.as_dict() if ctx.port_forward else None,
+        )
         if options.set_context and options.context is None:
             tools.run(
                 [
@@ -167,6 +186,7 @@ def _write_current(
     url: str | None,
     status: str,
     lab_file: str | None,
+    port_forward: dict[str, object] | None = None,
 ) -> None:
     path = current_lab_file()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,6 +206,7 @@ def _write_current(
         "url": url,
         "status": status,
         "run": str(record.directory) if record else None,
+        "port_forward": port_forward,
     }
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
@@ -303,6 +324,10 @@ def teardown(
     record = RunRecord.create("teardown", current.resolved.lab.name)
     tools = ToolRunner(recorder=record.command, env=env.tool_env)
     removed: list[str] = []
+    forward = current.data.get("port_forward")
+    if forward and portforward.stop(int(forward["pid"])):
+        say(f"stopped the port-forward to the gateway (pid {forward['pid']})")
+        removed.append("port-forward to the gateway")
     if current.context is None and not options.keep_cluster:
         name = current.resolved.lab.cluster.name
         if k3d.cluster_exists(tools, name):

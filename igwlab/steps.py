@@ -24,7 +24,7 @@ from igwlab.records import RunRecord, private_file
 from igwlab.render import Rendered, to_yaml
 from igwlab.selection import ResolvedLab
 from igwlab.state import state_dir
-from igwlab.tools import k3d
+from igwlab.tools import k3d, portforward
 from igwlab.tools.kube import KubeApi
 from igwlab.tools.proc import ToolRunner
 
@@ -52,8 +52,12 @@ class UpContext:
     dry_run: bool = False
     poll_s: float = 0.25
     cancel: threading.Event = field(default_factory=threading.Event)
+    port_forward: portforward.PortForward | None = None
+    previous_port_forward: dict[str, Any] | None = None  # what the last `up` of this lab started
     _kube: KubeApi | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _url: str | None = None
+    _url_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def kubeconfig(self) -> Path | None:
@@ -73,10 +77,15 @@ class UpContext:
         return ["--kubeconfig", str(self.kubeconfig)]
 
     def gateway_url(self) -> str:
-        """Where clients reach the lab: the mapped host port on k3d, the Gateway address otherwise."""
+        """Where clients reach the lab: the mapped host port on k3d; on an existing cluster the
+        Gateway's address, or a managed port-forward when the host cannot reach that address."""
+        with self._url_lock:
+            if self._url is None:
+                self._url = self.plan.url if self.context is None else self._cluster_gateway_url()
+            return self._url
+
+    def _cluster_gateway_url(self) -> str:
         lab = self.resolved.lab
-        if self.context is None:
-            return self.plan.url
         gateway = self.kube().get("gateway.networking.k8s.io/v1", "Gateway", lab.gateway.name, lab.namespace)
         addresses = ((gateway or {}).get("status") or {}).get("addresses") or []
         if not addresses:
@@ -84,7 +93,46 @@ class UpContext:
                 f"Gateway {lab.namespace}/{lab.gateway.name} has no address",
                 fix="check `kubectl get gateway -A`; a LoadBalancer may be pending",
             )
-        return f"http://{addresses[0]['value']}:{lab.route_listener.port}"
+        address, port = str(addresses[0]["value"]), lab.route_listener.port
+        if portforward.reachable(address, port):
+            return f"http://{address}:{port}"
+        return self._forward_to_gateway(address, port).url
+
+    def _forward_to_gateway(self, address: str, port: int) -> portforward.PortForward:
+        lab, proxy = self.resolved.lab, self.resolved.stack.proxy
+        previous = self.previous_port_forward
+        if (
+            previous
+            and portforward.alive(int(previous["pid"]))
+            and portforward.reachable("127.0.0.1", int(previous["local_port"]))
+        ):
+            self.port_forward = portforward.PortForward(
+                int(previous["pid"]), int(previous["local_port"]), str(previous.get("log", ""))
+            )
+            return self.port_forward
+        if proxy.service is None:
+            raise IgwlabError(
+                f"this machine cannot reach the Gateway's address {address}:{port}",
+                why=f"igwlab does not know the name of {lab.provider}'s proxy Service to forward a port to",
+                fix="reach the address another way (VPN, a LoadBalancer the host can route to) and pass it to "
+                "`igwlab verify --url`",
+            )
+        service = proxy.service.format(gateway=lab.gateway.name)
+        local = portforward.free_local_port(lab.route_listener.effective_host_port)
+        argv = [
+            "kubectl",
+            "port-forward",
+            "--namespace",
+            proxy.namespace or lab.namespace,
+            f"svc/{service}",
+            f"{local}:{port}",
+            "--address",
+            "127.0.0.1",
+            "--context",
+            str(self.context),
+        ]
+        self.port_forward = portforward.start(argv, local, state_dir() / "port-forward.log", env=self.tools.env)
+        return self.port_forward
 
 
 def kubeconfig_path(cluster: str) -> Path:

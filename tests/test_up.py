@@ -300,3 +300,27 @@ def test_up_with_litellm_makes_one_master_key_and_keeps_it(tmp_path: Path) -> No
     for path in (tmp_path / "state").rglob("*"):
         if path.is_file():
             assert key not in path.read_text(errors="replace"), path
+
+
+def test_an_unreachable_gateway_address_gets_a_managed_port_forward(tmp_path: Path) -> None:
+    """On an existing cluster whose Gateway address the host cannot reach, `up` forwards a local port
+    to the gateway's Service, records it, verify uses it, and teardown stops it."""
+    from igwlab.tools.portforward import alive
+    from igwlab.verify.run import VerifyOptions, verify
+
+    # 127.0.0.2 answers nothing here: the stand-in for a LoadBalancer IP the host has no route to.
+    with lab_world(tmp_path, preset="agentgateway-fake-llm", context=True, gateway_address="127.0.0.2") as world:
+        world.tools.configure(port_forward_target=f"127.0.0.1:{world.port}")
+        result = up(world.options(context="ctx"), world.env)
+        assert result.run.ok, result.run.error
+        forward = read_current_lab()["port_forward"]  # type: ignore[index]
+        assert result.url == f"http://127.0.0.1:{forward['local_port']}"
+        call = next(c for c in world.tools.calls("kubectl") if c[1] == "port-forward")
+        assert call[2:5] == ["--namespace", "igwlab", "svc/inference-gateway"] and call[-2:] == ["--context", "ctx"]
+        again = up(world.options(context="ctx"), world.env)
+        assert again.url == result.url and len([c for c in world.tools.calls("kubectl")
+                                                if c[1] == "port-forward"]) == 1, "a re-run reuses it"
+        report = verify(VerifyOptions(requests=20), world.env)
+        assert {c.name: c.status for c in report.checks}["completion"] == "pass"
+        removed = teardown(TeardownOptions(), world.env)
+    assert "port-forward to the gateway" in removed and not alive(int(forward["pid"]))

@@ -59,7 +59,8 @@ def up(
     then runs the steps of `igwlab plan`, independent ones at once, each waited until really
     ready, and finishes with a completion sent through the gateway. Re-running continues where a
     failed or interrupted run stopped, and changes nothing on a finished lab. On k3d the URL is a
-    localhost port; with --context it is the Gateway's address. Every run leaves a record in the
+    localhost port; with --context it is the Gateway's address, or a port-forward igwlab manages
+    when this machine cannot reach that address. Every run leaves a record in the
     state directory; `igwlab diagnose` bundles it with cluster events and logs.
     """
     from igwlab.lifecycle import UpOptions

@@ -63,9 +63,38 @@ elif TOOL == "kubectl":
         sys.exit(0)
     if argv[:1] == ["port-forward"]:
         fcntl.flock(LOCK, fcntl.LOCK_UN)
-        local = argv[argv.index("port-forward") + 4].split(":")[0] if len(argv) > 4 else "0"
-        print(f"Forwarding from 127.0.0.1:{{local}} -> 3000", flush=True)
-        time.sleep(config.get("port_forward_s", 3600))
+        spec = next(a for a in argv if ":" in a and a.split(":")[0].isdigit())
+        local, remote = spec.split(":")
+        print(f"Forwarding from 127.0.0.1:{{local}} -> {{remote}}", flush=True)
+        target = config.get("port_forward_target")
+        if not target:
+            time.sleep(config.get("port_forward_s", 3600))
+            sys.exit(0)
+        # Relay TCP to the configured target, standing in for the pod behind the Service.
+        import asyncio
+        host, port = target.rsplit(":", 1)
+
+        async def pipe(reader, writer):
+            try:
+                while True:
+                    data = await reader.read(65536)
+                    if not data:
+                        break
+                    writer.write(data)
+                    await writer.drain()
+            finally:
+                writer.close()
+
+        async def handle(reader, writer):
+            upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+            await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+        async def serve():
+            server = await asyncio.start_server(handle, "127.0.0.1", int(local))
+            async with server:
+                await asyncio.sleep(config.get("port_forward_s", 3600))
+
+        asyncio.run(serve())
         sys.exit(0)
 elif TOOL == "k3d":
     clusters = load("k3d.json", [])

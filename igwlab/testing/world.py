@@ -62,7 +62,11 @@ def write_lab(root: Path, preset: str, port: int, context: bool) -> Path:
 
 @contextmanager
 def lab_world(
-    root: Path, preset: str = "kgateway-fake-llm", context: bool = False, **cluster: Any
+    root: Path,
+    preset: str = "kgateway-fake-llm",
+    context: bool = False,
+    gateway_address: str = "127.0.0.1",
+    **cluster: Any,
 ) -> Iterator[LabWorld]:
     tools = FakeTools.install(root / "fake")
     port = free_port()
@@ -85,7 +89,7 @@ def lab_world(
         resolved.stack,
         tools=tools,
         k3d_cluster=None if context else "igwlab-test",
-        gateway_address="127.0.0.1",
+        gateway_address=gateway_address,
         on_gateway_programmed=start_proxy,
         on_cluster_deleted=stop_proxy,
         **cluster,

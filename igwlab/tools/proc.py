@@ -66,6 +66,10 @@ class ToolRunner:
         self._lock = threading.Lock()
         self.cancelled = threading.Event()
 
+    @property
+    def env(self) -> dict[str, str] | None:
+        return dict(self._env) if self._env is not None else None
+
     def which(self, tool: str) -> str | None:
         path = (self._env or os.environ).get("PATH")
         return shutil.which(tool, path=path)
