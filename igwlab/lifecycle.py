@@ -14,7 +14,7 @@ from typing import Any
 from igwlab.doctor import DoctorReport, run_doctor
 from igwlab.errors import IgwlabError, PrerequisiteError, UsageError
 from igwlab.plan import Plan, build_plan
-from igwlab.records import Event, RunRecord, latest_run
+from igwlab.records import RunRecord, latest_run
 from igwlab.render import Rendered, render_lab, to_yaml
 from igwlab.runner import EventSink, RunResult, Worker
 from igwlab.selection import LabSelection, ResolvedLab, resolve_lab
@@ -84,7 +84,7 @@ def prepare(selection: LabSelection, cluster: str | None, context: str | None) -
     return resolved, rendered, build_plan(rendered, context=context)
 
 
-def _kube_reachable(env: Environment, context: str) -> bool:
+def kube_reachable(env: Environment, context: str) -> bool:
     try:
         env.kube_factory(None, context).list_objects("v1", "Namespace")
     except Exception:
@@ -92,14 +92,20 @@ def _kube_reachable(env: Environment, context: str) -> bool:
     return True
 
 
-def up(options: UpOptions, env: Environment | None = None, on_event: EventSink | None = None) -> UpResult:
+def up(
+    options: UpOptions,
+    env: Environment | None = None,
+    on_event: EventSink | None = None,
+    prepared: tuple[ResolvedLab, Rendered, Plan] | None = None,
+) -> UpResult:
+    """Bring the lab up; `prepared` is `prepare(...)` of the same options, when the caller already has it."""
     env = env or Environment()
     started = time.perf_counter()
-    resolved, rendered, plan = prepare(options.selection, options.cluster, options.context)
+    resolved, rendered, plan = prepared or prepare(options.selection, options.cluster, options.context)
     record = None if options.dry_run else RunRecord.create("up", resolved.lab.name)
     tools = ToolRunner(recorder=record.command if record else None, env=env.tool_env)
 
-    reachable = _kube_reachable(env, options.context) if options.context else None
+    reachable = kube_reachable(env, options.context) if options.context else None
     doctor = run_doctor(resolved, tools, context=options.context, kube_reachable=reachable)
     if record is not None:
         record.write_json("plan.json", plan.as_dict())
@@ -436,11 +442,6 @@ def _add_text(archive: tarfile.TarFile, name: str, text: str) -> None:
     info.size = len(payload)
     info.mtime = int(time.time())
     archive.addfile(info, io.BytesIO(payload))
-
-
-def format_event(event: Event) -> str:
-    duration = f" ({event.duration_s:.1f}s)" if event.duration_s is not None else ""
-    return f"{event.step}: {event.kind}{duration} {event.message}".rstrip()
 
 
 GRAFANA_SERVICE = "igwlab-grafana"

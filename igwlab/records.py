@@ -8,7 +8,6 @@ import json
 import os
 import re
 import threading
-import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -109,10 +108,6 @@ def latest_run(command: str | None = None) -> Path | None:
         return None
     folders = sorted(p for p in runs.iterdir() if p.is_dir() and (command is None or f"-{command}-" in p.name))
     return folders[-1] if folders else None
-
-
-def now() -> float:
-    return time.time()
 
 
 def private_file(path: Path, text: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import random
 import time
 from collections.abc import Iterator
@@ -119,7 +118,3 @@ def running_gateway(behaviour: GatewayBehaviour) -> Iterator[BackgroundServer]:
         yield server
     finally:
         server.stop()
-
-
-def dump(data: object) -> str:
-    return json.dumps(data, indent=2)

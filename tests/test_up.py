@@ -318,8 +318,9 @@ def test_an_unreachable_gateway_address_gets_a_managed_port_forward(tmp_path: Pa
         call = next(c for c in world.tools.calls("kubectl") if c[1] == "port-forward")
         assert call[2:5] == ["--namespace", "igwlab", "svc/inference-gateway"] and call[-2:] == ["--context", "ctx"]
         again = up(world.options(context="ctx"), world.env)
-        assert again.url == result.url and len([c for c in world.tools.calls("kubectl")
-                                                if c[1] == "port-forward"]) == 1, "a re-run reuses it"
+        assert (
+            again.url == result.url and len([c for c in world.tools.calls("kubectl") if c[1] == "port-forward"]) == 1
+        ), "a re-run reuses it"
         report = verify(VerifyOptions(requests=20), world.env)
         assert {c.name: c.status for c in report.checks}["completion"] == "pass"
         removed = teardown(TeardownOptions(), world.env)

@@ -77,12 +77,12 @@ def up(
     from igwlab.cli.progress import Progress, summary_table
     from igwlab.lifecycle import prepare
 
-    _, _, plan = prepare(options.selection, cluster, context)
+    prepared = prepare(options.selection, cluster, context)
     if dry_run or json_output:
-        result = run_up(options)
+        result = run_up(options, prepared=prepared)
     else:
-        with Progress(plan) as progress:
-            result = run_up(options, on_event=progress)
+        with Progress(prepared[2]) as progress:
+            result = run_up(options, on_event=progress, prepared=prepared)
     if json_output:
         print_json(
             {
@@ -195,12 +195,12 @@ def doctor(
     memory for the workload, CPU architecture, free host ports, an existing cluster. Exit 3 when
     something is missing."""
     from igwlab.doctor import run_doctor
-    from igwlab.lifecycle import Environment, _kube_reachable
+    from igwlab.lifecycle import Environment, kube_reachable
     from igwlab.selection import resolve_lab
     from igwlab.tools.proc import ToolRunner
 
     resolved = resolve_lab(lab_selection(lab, provider, workload, gie_version, with_addons))
-    reachable = _kube_reachable(Environment(), context) if context else None
+    reachable = kube_reachable(Environment(), context) if context else None
     report = run_doctor(resolved, ToolRunner(), context=context, kube_reachable=reachable)
     if json_output:
         print_json(report.as_dict())
