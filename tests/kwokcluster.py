@@ -16,6 +16,7 @@ Offline: kwokctl gets every binary by path, so nothing is downloaded.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -116,9 +117,9 @@ class KwokCluster:
                 "--replicas",
                 str(count),
                 "--param",
-                f".allocatable.cpu={NODE_CPU!r}",
+                f".allocatable.cpu={json.dumps(NODE_CPU)}",
                 "--param",
-                f".allocatable.memory={NODE_MEMORY!r}",
+                f".allocatable.memory={json.dumps(NODE_MEMORY)}",
             ],
             120,
         )
