@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import invoke
-from mirror_support import assemble_mirror, helm_binary
+from mirror_support import assemble_mirror
 from typer.testing import CliRunner
 
 from igwlab.errors import ExitCode
@@ -29,10 +29,7 @@ from igwlab.testing.world import lab_world
 
 @pytest.fixture(scope="module")
 def images_mirror(upstream: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    helm = helm_binary()
-    if helm is None:
-        pytest.skip("needs the real helm (tests/testbin builds it; or put helm on PATH)")
-    return assemble_mirror("kgateway-fake-llm", tmp_path_factory.mktemp("img") / "mirror", images=True, helm=helm)
+    return assemble_mirror("kgateway-fake-llm", tmp_path_factory.mktemp("img") / "mirror", images=True)
 
 
 @pytest.fixture
