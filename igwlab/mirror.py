@@ -138,8 +138,10 @@ def image_artifact(ref: str) -> Artifact:
 
 
 def manifest_images(documents: Iterable[Any]) -> list[str]:
-    """Every container image in these Kubernetes objects: containers, init and ephemeral containers of
-    any pod template (Deployments, StatefulSets, DaemonSets, Jobs, CronJobs, Pods), in order, once."""
+    """Every container image in these Kubernetes objects, in order, once: containers, init and ephemeral
+    containers of any pod template (Deployments, StatefulSets, DaemonSets, Jobs, CronJobs, Pods), and
+    structured image specs `image: {registry, repository, tag}` in any object (a provider's proxy
+    parameters, such as NGINX Gateway Fabric's NginxProxy, name the data-plane image this way)."""
     found: dict[str, None] = {}
 
     def walk(node: Any) -> None:
@@ -149,6 +151,8 @@ def manifest_images(documents: Iterable[Any]) -> list[str]:
                     for container in value:
                         if isinstance(container, dict) and isinstance(container.get("image"), str):
                             found[container["image"]] = None
+                if key == "image" and isinstance(value, dict) and (ref := _structured_image(value)):
+                    found[ref] = None
                 walk(value)
         elif isinstance(node, list):
             for item in node:
@@ -157,6 +161,14 @@ def manifest_images(documents: Iterable[Any]) -> list[str]:
     for document in documents:
         walk(document)
     return list(found)
+
+
+def _structured_image(spec: dict[str, Any]) -> str | None:
+    repository, tag, registry = spec.get("repository"), spec.get("tag"), spec.get("registry")
+    if not isinstance(repository, str) or not repository or not isinstance(tag, (str, int, float)) or tag == "":
+        return None
+    name = f"{registry.rstrip('/')}/{repository}" if isinstance(registry, str) and registry else repository
+    return f"{name}@{tag}" if str(tag).startswith("sha256:") else f"{name}:{tag}"
 
 
 def object_images(rendered: Rendered) -> list[str]:

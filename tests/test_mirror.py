@@ -106,6 +106,11 @@ def test_objects_name_their_images_and_the_kind_of_fault_is_covered() -> None:
         "initContainers": [{"name": "a", "image": "busybox"}], "containers": [{"name": "b", "image": "busybox"}],
         "ephemeralContainers": [{"name": "c", "image": "x/y@sha256:" + "0" * 64}]}}}}}}  # fmt: skip
     assert manifest_images([cron, None, "text"]) == ["busybox", "x/y@sha256:" + "0" * 64]
+    image = {"repository": "ghcr.io/nginx/nginx-gateway-fabric/nginx", "tag": "2.6.0", "pullPolicy": "IfNotPresent"}
+    proxy = {"kind": "NginxProxy", "spec": {"kubernetes": {"deployment": {"container": {"image": image}}}}}
+    schema = {"kind": "CustomResourceDefinition", "spec": {"image": {"properties": {"repository": {"type": "string"}}}}}
+    assert manifest_images([proxy, schema]) == ["ghcr.io/nginx/nginx-gateway-fabric/nginx:2.6.0"]
+    assert manifest_images([{"image": {"registry": "cr.dev/", "repository": "a", "tag": "v1"}}]) == ["cr.dev/a:v1"]
 
 
 @pytest.mark.parametrize(
@@ -241,6 +246,8 @@ def test_charts_record_the_images_their_templates_name_with_igwlab_values(every_
     assert any(ref.startswith("docker.io/grafana/grafana:") for ref in images["grafana"]), images["grafana"]
     assert images["prometheus"] and not any("alertmanager" in ref for ref in images["prometheus"]), "turned off"
     assert images["agentgateway-crds"] == []
+    # The data-plane image NGINX Gateway Fabric's controller starts per Gateway, from its NginxProxy.
+    assert "ghcr.io/nginx/nginx-gateway-fabric/nginx:2.6.0" in images["nginx-gateway-fabric"]
 
 
 def test_saving_again_keeps_what_is_there_without_pulling(
