@@ -15,7 +15,16 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from igwlab.cli import labs_cmd, lifecycle_cmds, observe_cmds, plan_cmd, render_cmd, sim_cmd, verify_cmd
+from igwlab.cli import (
+    labs_cmd,
+    lifecycle_cmds,
+    mirror_cmd,
+    observe_cmds,
+    plan_cmd,
+    render_cmd,
+    sim_cmd,
+    verify_cmd,
+)
 from igwlab.cli.output import crash, invocation, print_envelope
 
 
@@ -120,6 +129,7 @@ app.command("load")(observe_cmds.load)
 app.command("top")(observe_cmds.top)
 app.command("dashboard")(observe_cmds.dashboard)
 app.command("sim")(sim_cmd.sim)
+app.add_typer(mirror_cmd.app, name="mirror")
 
 
 @app.callback(invoke_without_command=True)
