@@ -94,6 +94,18 @@ def lab_sources(rendered: Rendered, selection: LabSelection, context: str | None
     return resolve_sources(rendered, mirror, selection=selection, import_images=context is None)
 
 
+def prerequisites_error(doctor: DoctorReport, *, dry_run: bool = False) -> PrerequisiteError:
+    """Exit 3: what `doctor` found missing, and the fix for each."""
+    failures = doctor.failures()
+    return PrerequisiteError(
+        "prerequisites missing: " + "; ".join(f"{f.name}: {f.detail}" for f in failures),
+        why="the dry run changed nothing, but a real run would stop here"
+        if dry_run
+        else "igwlab checks these before it creates anything, and created nothing",
+        fix=" · ".join(f.fix for f in failures if f.fix) + " (`igwlab doctor` lists every check)",
+    )
+
+
 def kube_reachable(env: Environment, context: str) -> bool:
     try:
         env.kube_factory(None, context).list_objects("v1", "Namespace")
@@ -123,12 +135,7 @@ def up(
         record.write_json("plan.json", plan.as_dict())
         record.write_json("doctor.json", doctor.as_dict())
     if not doctor.ok and not options.dry_run:
-        failures = doctor.failures()
-        raise PrerequisiteError(
-            "prerequisites missing: " + "; ".join(f"{f.name}: {f.detail}" for f in failures),
-            why="igwlab checks these before it creates anything, and created nothing",
-            fix=" · ".join(f.fix for f in failures if f.fix) + " (`igwlab doctor` lists every check)",
-        )
+        raise prerequisites_error(doctor)
 
     ctx = UpContext(
         resolved=resolved,
