@@ -34,7 +34,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from igwlab.errors import IgwlabError, PrerequisiteError, UsageError
+from igwlab.errors import CannotWriteError, IgwlabError, PrerequisiteError, UsageError
 from igwlab.render import HelmRelease, Rendered, to_yaml
 from igwlab.selection import LabSelection
 from igwlab.tools.proc import ToolRunner
@@ -51,18 +51,28 @@ _SAFE_SEGMENT = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class MirrorError(PrerequisiteError):
-    """The mirror lacks an item the lab needs, or holds a corrupt one (exit 3)."""
+    """The mirror lacks an item the lab needs, or holds a corrupt one (exit 3). `items` are the bad
+    ones; `data` (the JSON envelope's) holds them with the mirror and the command that fetches them."""
 
-    def __init__(self, what: str, *, items: Sequence[ItemStatus] = (), why: str | None = None, fix: str | None = None):
-        super().__init__(what, why=why, fix=fix)
+    code = "mirror-incomplete"
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        items: Sequence[ItemStatus] = (),
+        why: str | None = None,
+        fix: str | None = None,
+        data: Any = None,
+    ) -> None:
+        super().__init__(what, why=why, fix=fix, data=data)
         self.items = list(items)
-
-    def as_dict(self) -> dict[str, object]:
-        return {**super().as_dict(), "items": [item.as_dict() for item in self.items]}
 
 
 class FetchError(IgwlabError):
-    """`mirror save` could not fetch an item from its source (exit 1)."""
+    """`mirror save` could not fetch an item from its source, or got something else than it (exit 1)."""
+
+    code = "fetch-failed"
 
 
 # -- what a lab needs ----------------------------------------------------------------------------
@@ -519,6 +529,7 @@ def mirror_problems(root: Path, bad: Sequence[ItemStatus], command: str) -> Mirr
         items=bad,
         why="with --mirror igwlab takes these only from the mirror, verified by sha256, and changed nothing",
         fix=f"fetch them (what is already there is kept): {command}",
+        data={"mirror": str(root), "items": [item.as_dict() for item in bad], "fetch_with": command},
     )
 
 
@@ -897,7 +908,7 @@ def save(
     try:
         return _save(rendered, mirror_dir, images, refresh, fetcher, on_event or (lambda _: None))
     except OSError as error:
-        raise IgwlabError(
+        raise CannotWriteError(
             f"cannot write the mirror {mirror_dir}: {error.strerror or error}",
             why=f"{error.filename}" if error.filename else None,
             fix="pick a directory you can write to with room for the files; what was saved is kept",

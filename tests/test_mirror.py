@@ -4,7 +4,6 @@ OCI registry stand-in on 127.0.0.1 (tests/mirror_support.py), CRD bundles come o
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import threading
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import invoke, render
+from helpers import envelope, invoke, json_data, render
 from mirror_support import (
     LocalFetcher,
     assemble_mirror,
@@ -380,7 +379,7 @@ def test_mirror_save_command_then_check(cli: CliRunner, local_upstream: None, tm
     assert saved.exit_code == 0, saved.stderr
     assert "5 fetched, 0 already there" in saved.stdout and f"--mirror {root}" in saved.stdout
     assert "fetching Helm chart istiod 1.30.1 from https://istio-release.storage.googleapis.com/charts" in saved.stderr
-    again = json.loads(invoke(cli, "mirror", "save", "--provider", "istio", "--json", str(root)).stdout)
+    again = json_data(invoke(cli, "mirror", "save", "--provider", "istio", "--json", str(root)), "mirror save")
     assert again["saved"] == 0 and again["kept"] == 5 and all(a["sha256"] for a in again["artifacts"])
 
     checked = invoke(cli, "mirror", "check", "--provider", "istio", str(root))
@@ -388,8 +387,10 @@ def test_mirror_save_command_then_check(cli: CliRunner, local_upstream: None, tm
     assert "5 present, 0 missing, 0 corrupt" in checked.stdout
 
     other = invoke(cli, "mirror", "check", "--provider", "kgateway", "--json", str(root))
-    report = json.loads(other.stdout)
-    assert other.exit_code == ExitCode.PREREQUISITES and report["ok"] is False
+    result = envelope(other, "mirror check")
+    assert other.exit_code == ExitCode.PREREQUISITES and result["error"]["code"] == "mirror-incomplete"
+    report = result["data"]
+    assert report["ok"] is False
     assert report["counts"] == {"present": 0, "missing": 4, "corrupt": 0}
     assert report["fetch_with"] == f"igwlab mirror save --provider kgateway {root}"
     invoke(cli, "mirror", "save", "--provider", "kgateway", str(root))
@@ -403,12 +404,13 @@ def test_mirror_check_names_corrupt_items_and_the_command(cli: CliRunner, mirror
     result = invoke(cli, "mirror", "check", "--lab", "kgateway-fake-llm", str(mirror_copy))
     assert result.exit_code == ExitCode.PREREQUISITES
     assert "corrupt" in result.stdout and "8 bytes" in result.stdout
-    assert f"igwlab mirror save --lab kgateway-fake-llm {mirror_copy}" in result.stderr
+    assert "0 missing, 1 corrupt" in result.stderr
+    assert f"igwlab mirror save --lab kgateway-fake-llm {mirror_copy}" in " ".join(result.stderr.split())
 
 
 def test_mirror_check_of_a_directory_without_a_mirror(cli: CliRunner, tmp_path: Path) -> None:
     result = invoke(cli, "mirror", "check", "--json", str(tmp_path / "nowhere"))
-    report = json.loads(result.stdout)
+    report = envelope(result, "mirror check")["data"]
     assert result.exit_code == ExitCode.PREREQUISITES
     assert report["counts"]["missing"] == len(report["items"]) > 0
     assert "holds no mirror.yaml" in report["items"][0]["detail"]

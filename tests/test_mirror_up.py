@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import invoke
+from helpers import envelope, invoke, json_data
 from mirror_support import assemble_mirror
 from typer.testing import CliRunner
 
@@ -117,7 +117,7 @@ def test_on_an_existing_cluster_the_mirror_gives_crds_and_charts_and_no_image_im
 
 
 def test_plan_shows_where_each_artifact_comes_from(cli: CliRunner, mirror: Path) -> None:
-    network = json.loads(invoke(cli, "plan", "--lab", "kgateway-fake-llm", "--json").stdout)
+    network = json_data(invoke(cli, "plan", "--lab", "kgateway-fake-llm", "--json"), "plan")
     sources = [a for step in network["steps"] for a in step.get("artifacts", [])]
     assert [a["from"] for a in sources] == ["network"] * 4
     assert sources[0]["source"].startswith("https://github.com/kubernetes-sigs/gateway-api/releases/download/")
@@ -127,7 +127,7 @@ def test_plan_shows_where_each_artifact_comes_from(cli: CliRunner, mirror: Path)
     data["artifacts"] = [e for e in data["artifacts"] if not e["file"].endswith("kgateway-v2.0.4.tgz")]
     (mirror / INDEX_NAME).write_text(yaml.safe_dump(data))
     result = invoke(cli, "plan", "--lab", "kgateway-fake-llm", "--mirror", str(mirror), "--json")
-    plan = json.loads(result.stdout)
+    plan = json_data(result, "plan")
     steps = {step["id"]: step for step in plan["steps"]}
     assert steps["images"]["wave"] == 2 and steps["images"]["command"][:3] == ["k3d", "image", "import"]
     assert {s for s in steps if "cluster" in steps[s]["depends_on"]} == {"images"}
@@ -155,11 +155,14 @@ def test_up_dry_run_with_igwlab_mirror_describes_mirror_files(
     monkeypatch.setenv("IGWLAB_MIRROR", str(mirror))
     result = invoke(cli, "up", "--lab", "kgateway-fake-llm", "--dry-run", "--json")
     assert result.exit_code == 0, result.stderr
-    steps = {step["step"]: step for step in json.loads(result.stdout)["steps"]}
+    steps = {step["step"]: step for step in json_data(result, "up")["steps"]}
     assert steps["images"]["status"] == "dry-run"
     assert not fakes.calls("docker")[1:] and not [c for c in fakes.calls("k3d") if c[1] == "image"]
 
     (next(mirror.glob("crds/**/*.yaml"))).write_text("kind: Nothing\n")
+    failed = envelope(invoke(cli, "up", "--lab", "kgateway-fake-llm", "--json"), "up")
+    assert failed["error"]["code"] == "mirror-incomplete" and failed["data"]["items"][0]["state"] == "corrupt"
+    assert failed["data"]["fetch_with"].startswith("igwlab mirror save --lab kgateway-fake-llm --images ")
     broken = invoke(cli, "up", "--lab", "kgateway-fake-llm")
     assert broken.exit_code == ExitCode.PREREQUISITES
     assert "corrupt" in broken.stderr and "igwlab mirror save --lab kgateway-fake-llm --images" in " ".join(
