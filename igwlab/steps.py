@@ -322,11 +322,12 @@ class StepAction:
             rows = json.loads(result.stdout or "[]")
         except json.JSONDecodeError:
             return False
+        # helm lists the chart as NAME-VERSION with Chart.yaml's version verbatim: `kgateway-v2.0.4`, `base-1.30.1`.
         version = str(summary["version"]).lstrip("v")
         return any(
             row.get("name") == summary["release"]
             and row.get("status") == "deployed"
-            and str(row.get("chart", "")).endswith(f"-{version}")
+            and str(row.get("chart", "")).endswith((f"-{version}", f"-v{version}"))
             for row in rows
         )
 
