@@ -18,6 +18,7 @@ imports Typer; `igwlab/cli/mirror_cmd.py` is the command line.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -25,7 +26,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -40,6 +41,7 @@ from igwlab.selection import LabSelection
 from igwlab.tools.proc import ToolRunner
 
 INDEX_NAME = "mirror.yaml"
+CHART_IMAGES_CACHE = ".chart-images.json"  # a cache of `helm template` findings; safe to delete
 INDEX_VERSION: Literal[1] = 1
 # `helm template` renders charts for this Kubernetes version when it looks for images; the images a
 # chart names do not depend on it, but charts with a `kubeVersion` constraint refuse helm's old default.
@@ -680,7 +682,9 @@ class Fetcher:
         self.tools = tools or ToolRunner()
         self.timeout_s = timeout_s
         self.image_timeout_s = image_timeout_s
-        self._rendered_images: dict[tuple[str, str, str, str], list[str]] = {}
+        # Images found per chart package, release and values (a digest of the three): several labs share
+        # charts, and `save` keeps this beside the index (CHART_IMAGES_CACHE) so a re-run renders nothing.
+        self.rendered_images: dict[str, list[str]] = {}
 
     def download(self, url: str, dest: Path, on_bytes: Callable[[int, int | None], None]) -> None:
         import httpx
@@ -723,9 +727,11 @@ class Fetcher:
         """The images a chart's templates name when rendered with igwlab's values for this release
         (remembered per package, release and values: several labs share charts)."""
         text = to_yaml(release.values) if release.values else "{}\n"
-        key = (sha256_file(package), release.name, release.namespace, text)
-        if key in self._rendered_images:
-            return self._rendered_images[key]
+        key = hashlib.sha256(
+            "\0".join([sha256_file(package), release.name, release.namespace, text, TEMPLATE_KUBE_VERSION]).encode()
+        ).hexdigest()
+        if key in self.rendered_images:
+            return list(self.rendered_images[key])
         values = workdir / f"{release.name}.values.yaml"
         values.write_text(text, encoding="utf-8")
         result = self.tools.run(
@@ -748,7 +754,7 @@ class Fetcher:
             found = manifest_images(yaml.safe_load_all(result.stdout))
         except yaml.YAMLError as error:
             raise FetchError(f"`helm template` of {package.name} printed invalid YAML: {error}") from error
-        self._rendered_images[key] = found
+        self.rendered_images[key] = found
         return found
 
     def save_image(self, ref: str, destination: Path) -> None:
@@ -921,6 +927,8 @@ def _save(
     with _locked(mirror_dir):
         mirror = Mirror.open(mirror_dir)
         workdir = Path(tempfile.mkdtemp(prefix=".partial-", dir=mirror_dir))
+        cache = mirror_dir / CHART_IMAGES_CACHE
+        fetcher.rendered_images.update(_read_cache(cache))
         try:
             saver = _Saver(mirror, fetcher, refresh, on_event, workdir)
             for artifact in crds_artifacts(rendered):
@@ -936,7 +944,28 @@ def _save(
             index = mirror.write_index()
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+            _write_cache(cache, fetcher.rendered_images)
     return SaveReport(mirror.root, rendered.resolved.lab.name, tuple(saver.items), index)
+
+
+def _read_cache(path: Path) -> dict[str, list[str]]:
+    """What earlier saves found in charts; an unreadable cache is only slower, never wrong."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: [str(i) for i in v] for k, v in data.items() if isinstance(k, str) and isinstance(v, list)}
+
+
+def _write_cache(path: Path, found: dict[str, list[str]]) -> None:
+    if not found:
+        return
+    with suppress(OSError):
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(found, sort_keys=True), encoding="utf-8")
+        os.replace(temporary, path)
 
 
 def import_images_argv(cluster: str, files: Sequence[Path]) -> list[str]:

@@ -249,20 +249,22 @@ def test_charts_record_the_images_their_templates_name_with_igwlab_values(every_
     assert "ghcr.io/nginx/nginx-gateway-fabric/nginx:2.6.0" in images["nginx-gateway-fabric"]
 
 
-def test_saving_again_keeps_what_is_there_without_pulling(
+def test_saving_again_keeps_what_is_there_without_running_helm(
     mirror_copy: Path, helm: Path, upstream: Path, tmp_path: Path
 ) -> None:
     before = (mirror_copy / INDEX_NAME).read_text()
-    pulls: list[list[str]] = []
-
-    class Counting(LocalFetcher):
-        def pull_chart(self, artifact, destination):  # type: ignore[no-untyped-def]
-            pulls.append([artifact.source])
-            return super().pull_chart(artifact, destination)
-
     rendered = render(lab="kgateway-fake-llm")
-    report = _save_locally(rendered, mirror_copy, helm, tmp_path, fetcher_class=Counting)
-    assert [item.action for item in report.items] == ["kept"] * 4 and pulls == []
+    commands: list[list[str]] = []
+    tools = ToolRunner(env=helm_env(tmp_path, helm), recorder=lambda result: commands.append(list(result.argv)))
+    with upstream_stand_in([rendered], tmp_path / "work", ToolRunner(env=helm_env(tmp_path, helm)), upstream) as st:
+        report = save(rendered, mirror_copy, fetcher=LocalFetcher(st, tools))
+    assert [item.action for item in report.items] == ["kept"] * 4
+    assert commands == [], "no helm pull, and no helm template: the images of the charts are remembered"
+    assert (mirror_copy / INDEX_NAME).read_text() == before
+    (mirror_copy / ".chart-images.json").write_text("{not json")
+    with upstream_stand_in([rendered], tmp_path / "work2", ToolRunner(env=helm_env(tmp_path, helm)), upstream) as st:
+        save(rendered, mirror_copy, fetcher=LocalFetcher(st, tools))
+    assert [argv[:2] for argv in commands] == [["helm", "template"]] * 2, "a broken cache only costs time"
     assert (mirror_copy / INDEX_NAME).read_text() == before
 
 
@@ -440,3 +442,37 @@ def test_the_mirror_directory_may_come_from_igwlab_mirror(
 def test_chart_of_every_release_is_an_artifact() -> None:
     rendered = render(lab="multi-model")
     assert {chart_artifact(r).key for r in rendered.releases} <= {a.key for a in lab_artifacts(rendered)}
+
+
+def test_an_interrupted_save_leaves_a_consistent_mirror_and_a_rerun_continues(tmp_path: Path, helm: Path) -> None:
+    # Ctrl-C cannot be timed into the middle of a real helm pull reliably: the fetcher raises it instead.
+    rendered = render(lab="kgateway-fake-llm")
+    second_chart = [a for a in lab_artifacts(rendered) if a.kind == "chart"][1]
+
+    class Interrupted(LocalFetcher):
+        def pull_chart(self, artifact, destination):  # type: ignore[no-untyped-def]
+            if artifact.key == second_chart.key:
+                (destination / "half.tgz").write_bytes(b"half")
+                raise KeyboardInterrupt
+            return super().pull_chart(artifact, destination)
+
+    root = tmp_path / "m"
+    with pytest.raises(KeyboardInterrupt):
+        _save_locally(rendered, root, helm, tmp_path, fetcher_class=Interrupted)
+    assert len(_index(root)) == 3, "the CRD bundles and the first chart are indexed"
+    assert not [p for p in root.rglob("*") if p.name.startswith((".partial", "fetch-")) or p.name == "half.tgz"]
+    report = check(rendered, root, selection=LabSelection(lab="kgateway-fake-llm"))
+    assert [i.state for i in report.items] == ["present", "present", "present", "missing"]
+    again = _save_locally(rendered, root, helm, tmp_path)
+    assert [i.action for i in again.items] == ["kept", "kept", "kept", "saved"]
+
+
+def test_a_mirror_directory_that_cannot_be_written_is_exit_2(cli: CliRunner, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = invoke(cli, "mirror", "save", "--lab", "kgateway-fake-llm", "--json", str(blocker / "mirror"))
+    failed = envelope(result, "mirror save")
+    assert result.exit_code == ExitCode.USAGE and failed["error"]["code"] == "cannot-write"
+    assert "cannot write the mirror" in failed["error"]["message"] and "Traceback" not in result.stderr
+    notdir = invoke(cli, "mirror", "save", "--lab", "kgateway-fake-llm", str(blocker))
+    assert notdir.exit_code == ExitCode.USAGE and "is a file" in notdir.stderr
