@@ -103,6 +103,13 @@ PAIN_POINTS = [
         "Proxy Deployments are found by the catalog's name pattern or label selector, per provider.",
     ),
     (
+        "No network where the lab runs, or a flaky one: a CRD URL or a chart registry is unreachable and `up` "
+        "stops halfway.",
+        "`igwlab mirror save` fetches every CRD bundle, chart and (with `--images`) image beforehand; "
+        "`igwlab up --mirror DIR` uses only those files, checks each sha256 first and changes nothing when one "
+        "is missing (see [Offline and air-gapped labs](offline.md)).",
+    ),
+    (
         "InferenceModel became InferenceObjective; templates must branch on the GIE version.",
         "Templates are chosen by API era: InferenceModel for v1alpha2, InferenceObjective and "
         "InferenceModelRewrite for v1.",

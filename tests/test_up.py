@@ -155,11 +155,19 @@ def ctrl_c() -> Iterator[None]:
 def test_ctrl_c_stops_running_commands_and_a_rerun_continues(tmp_path: Path) -> None:
     with lab_world(tmp_path) as world:
         world.tools.configure(delays={"helm upgrade --install kgateway oci": 30})
-        timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
-        timer.start()
-        start = time.monotonic()
+
+        sent: list[float] = []
+
+        def interrupt_once_the_install_runs() -> None:  # an event, not a fixed delay: the machine may be loaded
+            deadline = time.monotonic() + 60
+            while not _commands(world, "helm", "upgrade", "--install", "kgateway") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=interrupt_once_the_install_runs, daemon=True).start()
         interrupted = up(world.options(timeout_s=60), world.env)
-        assert interrupted.run.interrupted and time.monotonic() - start < 15
+        assert interrupted.run.interrupted and time.monotonic() - sent[0] < 15
         assert interrupted.run.outcomes["provider-kgateway"].status == "cancelled"
         world.tools.configure(delays={})
         resumed = up(world.options(), world.env)
