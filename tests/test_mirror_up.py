@@ -150,25 +150,25 @@ def test_up_dry_run_with_igwlab_mirror_describes_mirror_files(
     cli: CliRunner, mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from igwlab.testing.faketools import FakeTools
+    from igwlab.testing.world import free_port, write_lab
 
     fakes = FakeTools.install(tmp_path / "fake")
     monkeypatch.setenv("PATH", fakes.env()["PATH"])
     monkeypatch.setenv("IGWLAB_MIRROR", str(mirror))
-    result = invoke(cli, "up", "--lab", "kgateway-fake-llm", "--dry-run", "--json")
+    lab = str(write_lab(tmp_path, "kgateway-fake-llm", free_port(), context=False))  # free host ports
+    result = invoke(cli, "up", "--lab", lab, "--dry-run", "--json")
     assert result.exit_code == 0, result.stderr
     steps = {step["step"]: step for step in json_data(result, "up")["steps"]}
     assert steps["images"]["status"] == "dry-run"
     assert not fakes.calls("docker")[1:] and not [c for c in fakes.calls("k3d") if c[1] == "image"]
 
     (next(mirror.glob("crds/**/*.yaml"))).write_text("kind: Nothing\n")
-    failed = envelope(invoke(cli, "up", "--lab", "kgateway-fake-llm", "--json"), "up")
+    failed = envelope(invoke(cli, "up", "--lab", lab, "--json"), "up")
     assert failed["error"]["code"] == "mirror-incomplete" and failed["data"]["items"][0]["state"] == "corrupt"
-    assert failed["data"]["fetch_with"].startswith("igwlab mirror save --lab kgateway-fake-llm --images ")
-    broken = invoke(cli, "up", "--lab", "kgateway-fake-llm")
+    assert failed["data"]["fetch_with"] == f"igwlab mirror save --lab {lab} --images {mirror}"
+    broken = invoke(cli, "up", "--lab", lab)
     assert broken.exit_code == ExitCode.PREREQUISITES
-    assert "corrupt" in broken.stderr and "igwlab mirror save --lab kgateway-fake-llm --images" in " ".join(
-        broken.stderr.split()
-    )
+    assert "corrupt" in broken.stderr and f"igwlab mirror save --lab {lab} --images" in " ".join(broken.stderr.split())
     assert not [c for c in fakes.calls("k3d") if c[1:3] == ["cluster", "create"]]
 
 
