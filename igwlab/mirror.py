@@ -130,10 +130,12 @@ def _safe_path(*segments: str) -> str:
 
 
 def crds_artifacts(rendered: Rendered) -> list[Artifact]:
+    """The lab's CRD bundles (Gateway API when igwlab installs it, then GIE), by their release URLs."""
     return [Artifact("crds", b.url, b.version, f"{b.title} CRDs") for b in rendered.crd_bundles]
 
 
 def chart_artifact(release: HelmRelease) -> Artifact:
+    """The chart of a Helm release: an `oci://` reference, or a chart name with its repository URL."""
     name = release.chart.rstrip("/").split("/")[-1]
     return Artifact("chart", release.chart, release.version, f"Helm chart {name} {release.version}", release.repo)
 
@@ -146,6 +148,7 @@ def lab_artifacts(rendered: Rendered) -> list[Artifact]:
 
 
 def image_artifact(ref: str) -> Artifact:
+    """An image by its reference as the objects name it; version = its tag (or digest)."""
     return Artifact("image", ref, image_tag(ref), f"image {ref}")
 
 
@@ -203,6 +206,7 @@ def image_repository(ref: str) -> str:
 
 
 def image_tag(ref: str) -> str:
+    """The tag of an image reference (`latest` when none), or its `sha256:` digest."""
     if "@" in ref:
         return ref.split("@", 1)[1]
     last = ref.rsplit("/", 1)[-1]
@@ -256,6 +260,8 @@ class Entry(BaseModel):
 
 
 class Index(BaseModel):
+    """`mirror.yaml`: the format version and one entry per file, sorted by kind, source and version."""
+
     model_config = ConfigDict(extra="forbid")
 
     igwlab_mirror_version: Literal[1] = INDEX_VERSION
@@ -263,6 +269,7 @@ class Index(BaseModel):
 
 
 def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks (image archives are GiBs)."""
     digest = hashlib.sha256()
     with path.open("rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
@@ -280,6 +287,7 @@ class Mirror:
 
     @classmethod
     def open(cls, root: Path) -> Mirror:
+        """Read `root/mirror.yaml`; UsageError (exit 2) when it exists but is not a valid index."""
         root = Path(root).expanduser()
         path = root / INDEX_NAME
         if root.exists() and not root.is_dir():
@@ -305,9 +313,11 @@ class Mirror:
         return cls(root, index, True)
 
     def find(self, artifact: Artifact) -> Entry | None:
+        """The index entry of an artifact (same kind, source, repo and version), if any."""
         return next((entry for entry in self.index.artifacts if entry.key == artifact.key), None)
 
     def path(self, entry: Entry) -> Path:
+        """The entry's file, resolved; MirrorError when a link leads out of the mirror directory."""
         path = (self.root / entry.file).resolve()
         if not path.is_relative_to(self.root.resolve()):  # a symlink pointing out of the mirror
             raise MirrorError(
@@ -338,6 +348,7 @@ class Mirror:
         return Origin(artifact, mirror=self.root, entry=entry, file=self.root / entry.file)
 
     def status(self, artifact: Artifact, verify: bool = True) -> ItemStatus:
+        """Is the artifact indexed, its file there, and (with `verify`) of the recorded size and sha256?"""
         origin = self.origin(artifact)
         entry = origin.entry
         if entry is None:
@@ -452,6 +463,8 @@ class Origin:
 
 @dataclass(frozen=True)
 class ItemStatus:
+    """One artifact's state in a mirror: `present` (sha256 verified), `missing` or `corrupt`, and why."""
+
     origin: Origin
     state: State
     detail: str
@@ -523,6 +536,7 @@ class Sources:
 
 
 def mirror_problems(root: Path, bad: Sequence[ItemStatus], command: str) -> MirrorError:
+    """The exit-3 error naming each missing or corrupt item and the command that fetches them."""
     lines = "\n".join(
         f"  - {item.state}: {item.artifact.what} ({item.artifact.location}): {item.detail}" for item in bad
     )
@@ -580,6 +594,8 @@ def save_command(selection: LabSelection, root: Path, images: bool) -> str:
 
 @dataclass(frozen=True)
 class CheckReport:
+    """What `mirror check` found: each item's state, and the `mirror save` command for the rest."""
+
     mirror: Path
     lab: str
     items: tuple[ItemStatus, ...]
@@ -638,6 +654,8 @@ SaveSink = Callable[[SaveEvent], None]
 
 @dataclass(frozen=True)
 class SavedItem:
+    """One artifact `save` handled: `saved` (new), `refreshed` (fetched again) or `kept` (verified)."""
+
     artifact: Artifact
     entry: Entry
     action: Literal["saved", "kept", "refreshed"]
@@ -656,6 +674,8 @@ class SavedItem:
 
 @dataclass(frozen=True)
 class SaveReport:
+    """What one `save` of a lab did; `as_dict` is `mirror save --json`'s data."""
+
     mirror: Path
     lab: str
     items: tuple[SavedItem, ...]
@@ -687,6 +707,7 @@ class Fetcher:
         self.rendered_images: dict[str, list[str]] = {}
 
     def download(self, url: str, dest: Path, on_bytes: Callable[[int, int | None], None]) -> None:
+        """Stream `url` into `dest`, reporting bytes done and the total (None when not announced)."""
         import httpx
 
         try:
@@ -710,6 +731,7 @@ class Fetcher:
         return argv + (["--repo", artifact.repo] if artifact.repo else [])
 
     def pull_chart(self, artifact: Artifact, destination: Path) -> Path:
+        """`helm pull` the chart into `destination`; returns the package file helm wrote."""
         self.tools.run(
             self.chart_pull_argv(artifact, destination),
             timeout=self.timeout_s,
@@ -758,6 +780,7 @@ class Fetcher:
         return found
 
     def save_image(self, ref: str, destination: Path) -> None:
+        """`docker pull` the image (for this machine's platform), then `docker save` it to `destination`."""
         fix = "check that Docker runs (`docker info`) and can reach the registry (a login?), then save again"
         self.tools.run(["docker", "pull", ref], timeout=self.image_timeout_s, fix=fix)
         self.tools.run(["docker", "save", "--output", str(destination), ref], timeout=self.image_timeout_s, fix=fix)
