@@ -30,6 +30,11 @@ class EppRelease(_Strict):
     chart: str | None = None
     chart_version: str | None = None
     config_dialect: str | None = None
+    # The plugins file under /config the EPP is started with, and (manifest installs) its template.
+    config_file: str = "default-plugins.yaml"
+    default_config: str | None = None
+    # How Prometheus may read /metrics: `rbac` (token review, always on) or `disabled` (auth switched off).
+    metrics_auth: Literal["rbac", "disabled"] = "rbac"
 
 
 class GieRelease(_Strict):

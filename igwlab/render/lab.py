@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from igwlab.labs import Backend, Lab
 from igwlab.render.addons import addon_releases, litellm_config
 from igwlab.render.charts import bbr_release, pool_chart_values, provider_releases
-from igwlab.render.epp import epp_args, epp_name, epp_resources
+from igwlab.render.epp import CONFIG_DIR, config_files, epp_args, epp_name, epp_resources
 from igwlab.render.model_servers import simulator_args, vllm_args, workload_resources
 from igwlab.render.objects import MANAGED_BY, CrdBundle, HelmRelease, KubeObject, Rendered
+from igwlab.render.pools import scoped
 from igwlab.render.templates import render_objects, to_yaml
 from igwlab.selection import ResolvedLab
 
@@ -39,6 +39,8 @@ def build_context(resolved: ResolvedLab) -> dict[str, Any]:
         "epp_labels": {"app": name},
         "epp_cluster_role": f"igwlab-{lab.namespace}-{name}"[:253],
         "epp_args": epp_args(resolved),
+        "epp_config_files": config_files(resolved),
+        "epp_config_dir": CONFIG_DIR,
         "epp_resources": epp_resources(resolved),
         "sim_args": simulator_args(resolved),
         "vllm_args": vllm_args(resolved),
@@ -46,12 +48,6 @@ def build_context(resolved: ResolvedLab) -> dict[str, Any]:
         "route_rules": route_rules(lab),
         "base_model_header": BASE_MODEL_HEADER,
     }
-
-
-def scoped(resolved: ResolvedLab, backend: Backend) -> ResolvedLab:
-    """The lab with this pool in the place of its own, so one set of builders serves every pool."""
-    lab = resolved.lab.model_copy(update={"workload": backend.workload, "pool": backend.pool, "models": backend.models})
-    return replace(resolved, lab=lab)
 
 
 def _render_backend(resolved: ResolvedLab, backend: Backend) -> tuple[list[KubeObject], list[HelmRelease]]:
