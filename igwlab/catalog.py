@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from igwlab.errors import CatalogError, UnsupportedCombinationError
 from igwlab.resources import catalog_path
+from igwlab.tools.versions import parse_version
 
 Era = Literal["alpha", "ga"]
 
@@ -45,6 +46,8 @@ class GieRelease(_Strict):
     crds: list[str]
     epp_metrics: list[str]
     rewrite_targets_field: Literal["split", "targets"] | None = None
+    # The oldest Gateway API the release's own module requires (its go.mod), if it requires one.
+    gateway_api_min: str | None = None
     bbr_chart: str | None = None
     epp: EppRelease
     sources: list[str]
@@ -168,6 +171,12 @@ class Catalog(_Strict):
                     raise ValueError(f"{where}: unknown gateway_api version {stack.gateway_api.version}")
                 if stack.simulator not in self.simulators:
                     raise ValueError(f"{where}: unknown simulator {stack.simulator}")
+                floor = self.gie_releases[stack.gie_version].gateway_api_min
+                if floor and version_tuple(stack.gateway_api.version) < version_tuple(floor):
+                    raise ValueError(
+                        f"{where}: Gateway API {stack.gateway_api.version} is older than the {floor} "
+                        f"GIE {stack.gie_version} is built against"
+                    )
         return self
 
     # -- lookups ---------------------------------------------------------------------------
@@ -217,6 +226,11 @@ class Catalog(_Strict):
 
     def all_stacks(self) -> list[tuple[str, Stack]]:
         return [(name, stack) for name, provider in self.providers.items() for stack in provider.stacks]
+
+
+def version_tuple(version: str) -> tuple[int, int, int]:
+    """`v1.3.0` -> (1, 3, 0); unreadable versions sort first."""
+    return parse_version(version) or (0, 0, 0)
 
 
 def normalize_version(version: str) -> str:
