@@ -49,6 +49,8 @@ class GieRelease(_Strict):
     # The oldest Gateway API the release's own module requires (its go.mod), if it requires one.
     gateway_api_min: str | None = None
     bbr_chart: str | None = None
+    # Label of the ConfigMaps body-based routing reads base models and LoRA adapters from (v1.5).
+    bbr_configmap_label: str | None = None
     epp: EppRelease
     sources: list[str]
 

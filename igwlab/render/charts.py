@@ -50,5 +50,9 @@ def bbr_release(resolved: ResolvedLab) -> HelmRelease:
         chart=gie.bbr_chart,
         version=gie.epp.chart_version,
         namespace=resolved.lab.namespace,
-        values={"provider": {"name": stack.pool_chart_provider}},
+        # With provider istio the chart's EnvoyFilter attaches BBR to the Gateway of this name.
+        values={
+            "provider": {"name": stack.pool_chart_provider},
+            "inferenceGateway": {"name": resolved.lab.gateway.name},
+        },
     )

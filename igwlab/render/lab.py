@@ -50,6 +50,20 @@ def build_context(resolved: ResolvedLab) -> dict[str, Any]:
     }
 
 
+def uses_body_based_routing(resolved: ResolvedLab) -> bool:
+    """Several pools behind one Gateway, on a stack whose model routing is the upstream BBR component."""
+    return len(resolved.lab.extra_pools) > 0 and resolved.stack.model_routing == "body-based-routing"
+
+
+def bbr_adapters(resolved: ResolvedLab) -> str:
+    """The pool's names other than its base model (LoRA adapters, model names it rewrites), as the
+    YAML list BBR reads from a ConfigMap's `adapters` key."""
+    lab = resolved.lab
+    names = [*lab.workload.served_names(), *(model.name for model in lab.models)]
+    others = [name for name in dict.fromkeys(names) if name != lab.workload.served_model]
+    return to_yaml(others) if others else ""
+
+
 def _render_backend(resolved: ResolvedLab, backend: Backend) -> tuple[list[KubeObject], list[HelmRelease]]:
     """A pool's model servers, InferencePool + EPP and model objects."""
     pool_lab = scoped(resolved, backend)
@@ -79,6 +93,9 @@ def _render_backend(resolved: ResolvedLab, backend: Backend) -> tuple[list[KubeO
             wait_deployments=(f"{lab.namespace}/{context['epp_name']}",),
         )
     )
+    if uses_body_based_routing(resolved):
+        bbr_context = {**context, "bbr_adapters": bbr_adapters(pool_lab)}
+        objects += render_objects(backend.step("models"), "inference/ga/bbr-models.yaml.j2", bbr_context)
     for model in lab.models:
         model_context = {**context, "model": model}
         objects += render_objects(backend.step("models"), "inference/ga/inferenceobjective.yaml.j2", model_context)
@@ -136,7 +153,7 @@ def render_lab(resolved: ResolvedLab) -> Rendered:
         objects_, releases_ = _render_backend(resolved, backend)
         objects += objects_
         releases += releases_
-    if len(lab.extra_pools) > 0 and stack.model_routing == "body-based-routing":
+    if uses_body_based_routing(resolved):
         releases.append(bbr_release(resolved))
 
     for addon in lab.addons:

@@ -21,7 +21,7 @@ from igwlab.render import BASE_MODEL_HEADER
 from igwlab.tools.kube import KubeApi
 from igwlab.verify import stats
 from igwlab.verify.engine import Engine, Observation
-from igwlab.verify.hints import first_failure, hint_for, summarize_outcomes
+from igwlab.verify.hints import first_failure, hint_for, model_not_served, summarize_outcomes, wrong_pool_hint
 from igwlab.verify.report import CheckResult
 
 COMPLETIONS = "/v1/completions"
@@ -304,41 +304,45 @@ async def endpoint_spread(ctx: CheckContext) -> CheckResult:
 
 
 async def model_routing(ctx: CheckContext) -> CheckResult:
+    """Every name each pool answers to (its models, base model and LoRA adapters) reaches that pool's pods."""
     backends = ctx.lab.backends()
     if len(backends) < 2:
         return CheckResult("model-routing", "skip", "the lab has one pool")
     per_pool = max(10, ctx.requests // 10)
     data: dict[str, Any] = {}
     for backend in backends:
-        model = backend.models[0].name
+        names = list(dict.fromkeys([*(m.name for m in backend.models), *backend.workload.served_names()]))
+        per_name = max(5, per_pool // len(names))
         headers = {BASE_MODEL_HEADER: backend.workload.served_model} if ctx.header_routing else None
-        bodies = [_completion_body(ctx, model, _prompt(f"routing {i}")) for i in range(per_pool)]
-        observations = ctx.remember(
-            list(await asyncio.gather(*(ctx.engine.post(COMPLETIONS, body, headers=headers) for body in bodies)))
-        )
-        failed = first_failure(observations)
-        if failed is not None:
-            return CheckResult(
-                "model-routing", "fail", f"{model}: {summarize_outcomes(observations)}", hint_for(failed)
+        for model in names:
+            bodies = [_completion_body(ctx, model, _prompt(f"routing {i}")) for i in range(per_name)]
+            observations = ctx.remember(
+                list(await asyncio.gather(*(ctx.engine.post(COMPLETIONS, body, headers=headers) for body in bodies)))
             )
-        pods = Counter(o.pod or "(no x-inference-pod)" for o in observations)
-        data[model] = {"pool": backend.pool.name, "pods": dict(pods)}
-        strays = {pod: n for pod, n in pods.items() if not pod.startswith(f"{backend.workload.name}-")}
-        if strays:
-            how = (
-                "the client's " + BASE_MODEL_HEADER + " header"
-                if ctx.header_routing
-                else "body-based routing, which sets " + BASE_MODEL_HEADER
-            )
-            return CheckResult(
-                "model-routing",
-                "fail",
-                f"{model}: {sum(strays.values())} of {len(observations)} answers from pods outside pool "
-                f"{backend.pool.name} ({', '.join(strays)})",
-                f"Requests for {model!r} should reach pool {backend.pool.name} through {how}: check the "
-                "HTTPRoute's header rules (`igwlab render`) and that the body-based router is running.",
-                data=data,
-            )
+            pods = Counter(o.pod or "(no x-inference-pod)" for o in observations if o.ok)
+            data[model] = {"pool": backend.pool.name, "pods": dict(pods)}
+            strays = {pod: n for pod, n in pods.items() if not pod.startswith(f"{backend.workload.name}-")}
+            unserved = [o for o in observations if model_not_served(o)]
+            if strays or unserved:
+                where = (
+                    f"{sum(strays.values())} of {len(observations)} answers from pods outside pool "
+                    f"{backend.pool.name} ({', '.join(strays)})"
+                    if strays
+                    else f"{len(unserved)} of {len(observations)} answered 404 by a model server that does not "
+                    f"serve it ({unserved[0].error_message[:80]})"
+                )
+                return CheckResult(
+                    "model-routing",
+                    "fail",
+                    f"{model}: {where}",
+                    wrong_pool_hint(model, backend.pool.name, backend.workload.served_model, ctx.header_routing),
+                    data=data,
+                )
+            failed = first_failure(observations)
+            if failed is not None:
+                return CheckResult(
+                    "model-routing", "fail", f"{model}: {summarize_outcomes(observations)}", hint_for(failed)
+                )
     summary = "; ".join(f"{model} -> {info['pool']}" for model, info in data.items())
     return CheckResult("model-routing", "pass", f"each model reached its own pool: {summary}", data=data)
 

@@ -54,3 +54,29 @@ def summarize_outcomes(observations: Iterable[Observation]) -> str:
 
 def first_failure(observations: Iterable[Observation]) -> Observation | None:
     return next((o for o in observations if not o.ok), None)
+
+
+BBR_LABEL_SELECTOR = "inference.networking.k8s.io/bbr-managed=true"
+
+
+def model_not_served(observation: Observation) -> bool:
+    """A 404 from a model server itself ("The model `X` does not exist." from vLLM and
+    llm-d-inference-sim): the request was routed, to servers that do not serve that model."""
+    return observation.status == 404 and "does not exist" in observation.error_message
+
+
+def wrong_pool_hint(model: str, pool: str, base_model: str, header_routing: bool) -> str:
+    """Why a multi-pool lab sends a model to the wrong pool's servers, and what to look at."""
+    if header_routing:
+        return (
+            f"Requests for {model!r} reached model servers that do not serve it: on this stack the client "
+            f"picks the pool, so it must send the header X-Gateway-Base-Model-Name: {base_model}, which the "
+            f"HTTPRoute's rule for pool {pool} matches (`igwlab render` shows the rules)."
+        )
+    return (
+        f"Requests for {model!r} reached model servers that do not serve it: body-based routing sets "
+        f"X-Gateway-Base-Model-Name only for models listed in its ConfigMaps (`kubectl get configmap -l "
+        f"{BBR_LABEL_SELECTOR} -o yaml`: baseModel {base_model!r} with {model!r} among its adapters), and sets it "
+        f"empty otherwise, so the request falls to the catch-all rule. Check those ConfigMaps, that the "
+        f"body-based router runs, and the HTTPRoute's rule for pool {pool}."
+    )
