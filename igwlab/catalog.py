@@ -128,6 +128,8 @@ class Stack(_Strict):
     # How a multi-pool lab sends each model to its pool: the upstream body-based-routing component sets
     # the base-model header from the request body; elsewhere clients must send that header themselves.
     model_routing: Literal["header", "body-based-routing"] = "header"
+    # The gateway treats an InferencePool's FailOpen as FailClose.
+    ignores_fail_open: bool = False
     extra_resources: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     sources: list[str]

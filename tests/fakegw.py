@@ -36,6 +36,10 @@ class GatewayBehaviour:
     unknown_model_status: int | None = None
     warm_up_s: float = 0.0
     epp_header: bool = True
+    # Faults of streams: hold the whole answer and send it at once (a buffering proxy or ext_proc), or drop
+    # `stream` from the body on the way (a filter that rewrites the request).
+    buffer_stream: bool = False
+    ignore_stream: bool = False
     # Several pools: base model -> its backends, chosen by the body's model, by the X-Gateway-Base-Model-Name
     # header the client sends, or ("bbr") by that header set the way GIE v1.5.0's body-based router sets it.
     pools: dict[str, list[str]] = field(default_factory=dict)
@@ -116,6 +120,8 @@ def _build(behaviour: GatewayBehaviour) -> web.Application:
             targets = behaviour.rewrites[model]
             body["model"] = rng.choices([t for t, _ in targets], weights=[w for _, w in targets])[0]
         backend = choose_backend(body, dict(request.headers), str(model))
+        if behaviour.ignore_stream:
+            body.pop("stream", None)
         session = request.app[session_key]
         async with session.post(f"{backend}{request.path}", json=body) as upstream:
             headers = {
@@ -126,6 +132,12 @@ def _build(behaviour: GatewayBehaviour) -> web.Application:
             if behaviour.epp_header:
                 headers["x-went-into-resp-headers"] = "true"
             response = web.StreamResponse(status=upstream.status, headers=headers)
+            if behaviour.buffer_stream:
+                whole = await upstream.read()
+                await response.prepare(request)
+                await response.write(whole)
+                await response.write_eof()
+                return response
             await response.prepare(request)
             first = True
             async for chunk in upstream.content.iter_any():

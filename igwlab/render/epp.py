@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from igwlab.labs import FailureMode
 from igwlab.render.templates import render_template_text
 from igwlab.selection import ResolvedLab
 
@@ -115,6 +116,8 @@ def epp_chart_values(resolved: ResolvedLab) -> dict[str, Any]:
     extension: dict[str, Any] = {
         "resources": epp_resources(resolved),
         "flags": {"v": LOG_VERBOSITY},
+        # The chart writes it into the InferencePool's endpointPickerRef; its own default is FailOpen.
+        "failureMode": resolved.lab.pool.failure_mode,
     }
     if resolved.gie.epp.metrics_auth == "disabled":
         # Renders --metrics-endpoint-auth=false: Prometheus (and `igwlab top`) read /metrics without the
@@ -125,3 +128,10 @@ def epp_chart_values(resolved: ResolvedLab) -> dict[str, Any]:
         extension["pluginsConfigFile"] = SCHEDULING_CONFIG_FILE
         extension["pluginsCustomConfig"] = custom
     return extension
+
+
+def failure_mode_in_force(resolved: ResolvedLab) -> FailureMode:
+    """The failure mode the gateway applies to the lab's pool: the lab's, unless the stack's gateway
+    ignores FailOpen (catalog `stack.ignores_fail_open`, e.g. Envoy AI Gateway: ai-gateway#2502)."""
+    mode = resolved.lab.pool.failure_mode
+    return "FailClose" if mode == "FailOpen" and resolved.stack.ignores_fail_open else mode
