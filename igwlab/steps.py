@@ -386,10 +386,11 @@ class StepAction:
         )
 
     def _apply_hf_token(self, kube: KubeApi) -> None:
-        """vLLM reads gated models with HF_TOKEN: it goes into a Secret, never into a manifest, log or record."""
+        """vLLM reads gated models with HF_TOKEN: it goes into a Secret, never into a manifest, log or record.
+        Every pool's vLLM reads the one Secret of the lab's namespace, whichever pool runs vLLM."""
         token = os.environ.get("HF_TOKEN")
         lab = self.ctx.resolved.lab
-        if not token or lab.workload.kind != "vllm-cpu":
+        if not token or not any(backend.workload.kind == "vllm-cpu" for backend in lab.backends()):
             return
         kube.apply(
             {
