@@ -13,6 +13,7 @@ from typing import Any
 
 from igwlab.doctor import DoctorReport, run_doctor
 from igwlab.errors import IgwlabError, PrerequisiteError, UsageError
+from igwlab.mirror import Sources, resolve_sources
 from igwlab.plan import Plan, build_plan
 from igwlab.records import RunRecord, latest_run
 from igwlab.render import Rendered, render_lab, to_yaml
@@ -61,6 +62,7 @@ class UpOptions:
     timeout_s: float = 600.0
     dry_run: bool = False
     set_context: bool = False
+    mirror: Path | None = None  # take CRDs, charts (and on k3d images) only from this mirror directory
 
 
 @dataclass
@@ -73,7 +75,9 @@ class UpResult:
     duration_s: float
 
 
-def prepare(selection: LabSelection, cluster: str | None, context: str | None) -> tuple[ResolvedLab, Rendered, Plan]:
+def prepare(
+    selection: LabSelection, cluster: str | None, context: str | None, mirror: Path | None = None
+) -> tuple[ResolvedLab, Rendered, Plan]:
     resolved = resolve_lab(selection)
     if cluster:
         lab = resolved.lab
@@ -81,7 +85,25 @@ def prepare(selection: LabSelection, cluster: str | None, context: str | None) -
             resolved, lab=lab.model_copy(update={"cluster": lab.cluster.model_copy(update={"name": cluster})})
         )
     rendered = render_lab(resolved)
-    return resolved, rendered, build_plan(rendered, context=context)
+    sources = lab_sources(rendered, selection, context, mirror)
+    return resolved, rendered, build_plan(rendered, context=context, sources=sources)
+
+
+def lab_sources(rendered: Rendered, selection: LabSelection, context: str | None, mirror: Path | None) -> Sources:
+    """Where `up` takes CRDs, charts and images from; images are imported only into a k3d cluster."""
+    return resolve_sources(rendered, mirror, selection=selection, import_images=context is None)
+
+
+def prerequisites_error(doctor: DoctorReport, *, dry_run: bool = False) -> PrerequisiteError:
+    """Exit 3: what `doctor` found missing, and the fix for each."""
+    failures = doctor.failures()
+    return PrerequisiteError(
+        "prerequisites missing: " + "; ".join(f"{f.name}: {f.detail}" for f in failures),
+        why="the dry run changed nothing, but a real run would stop here"
+        if dry_run
+        else "igwlab checks these before it creates anything, and created nothing",
+        fix=" · ".join(f.fix for f in failures if f.fix) + " (`igwlab doctor` lists every check)",
+    )
 
 
 def kube_reachable(env: Environment, context: str) -> bool:
@@ -101,7 +123,9 @@ def up(
     """Bring the lab up; `prepared` is `prepare(...)` of the same options, when the caller already has it."""
     env = env or Environment()
     started = time.perf_counter()
-    resolved, rendered, plan = prepared or prepare(options.selection, options.cluster, options.context)
+    resolved, rendered, plan = prepared or prepare(options.selection, options.cluster, options.context, options.mirror)
+    sources = lab_sources(rendered, options.selection, options.context, options.mirror)
+    sources.require()  # a missing or corrupt mirror item stops here, before anything changes
     record = None if options.dry_run else RunRecord.create("up", resolved.lab.name)
     tools = ToolRunner(recorder=record.command if record else None, env=env.tool_env)
 
@@ -111,12 +135,7 @@ def up(
         record.write_json("plan.json", plan.as_dict())
         record.write_json("doctor.json", doctor.as_dict())
     if not doctor.ok and not options.dry_run:
-        failures = doctor.failures()
-        raise PrerequisiteError(
-            "prerequisites missing: " + "; ".join(f"{f.name}: {f.detail}" for f in failures),
-            why="igwlab checks these before it creates anything, and created nothing",
-            fix=" · ".join(f.fix for f in failures if f.fix) + " (`igwlab doctor` lists every check)",
-        )
+        raise prerequisites_error(doctor)
 
     ctx = UpContext(
         resolved=resolved,
@@ -130,6 +149,7 @@ def up(
         timeout_s=options.timeout_s,
         dry_run=options.dry_run,
         poll_s=env.poll_s,
+        sources=sources,
     )
     lab_file = options.selection.lab if options.selection.lab and Path(options.selection.lab).is_file() else None
     previous = read_current_lab() or {}
@@ -213,6 +233,7 @@ def _write_current(
         "status": status,
         "run": str(record.directory) if record else None,
         "port_forward": port_forward,
+        "mirror": str(options.mirror) if options.mirror else None,
     }
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 

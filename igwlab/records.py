@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from igwlab.crashes import redact_argv
 from igwlab.state import state_dir
 from igwlab.tools.proc import CommandResult
 
 MAX_OUTPUT = 20_000
 KEEP_RUNS = 20
-_SECRET_FLAG = re.compile(r"(?i)(token|password|secret)")
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ class RunRecord:
         self._append(
             "commands.jsonl",
             {
-                "argv": _redact(result.argv),
+                "argv": redact_argv(result.argv),
                 "returncode": result.returncode,
                 "duration_s": round(result.duration_s, 3),
                 "stdout": result.stdout[-MAX_OUTPUT:],
@@ -74,24 +73,6 @@ class RunRecord:
     def _append(self, name: str, row: dict[str, Any]) -> None:
         with self._lock, (self.directory / name).open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(row, default=str) + "\n")
-
-
-def _redact(argv: tuple[str, ...]) -> list[str]:
-    """Values after flags that look secret never reach the record (igwlab passes none, but be sure)."""
-    redacted: list[str] = []
-    hide_next = False
-    for arg in argv:
-        if hide_next:
-            redacted.append("***")
-            hide_next = False
-            continue
-        if arg.startswith("--") and _SECRET_FLAG.search(arg):
-            if "=" in arg:
-                redacted.append(arg.split("=", 1)[0] + "=***")
-                continue
-            hide_next = True
-        redacted.append(arg)
-    return redacted
 
 
 def _rotate(runs: Path) -> None:

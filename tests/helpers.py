@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,25 @@ from igwlab.selection import LabSelection, resolve_lab
 
 def invoke(runner: CliRunner, *args: str) -> Result:
     return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def envelope(result: Result, command: str | None = None) -> dict[str, Any]:
+    """The JSON envelope a `--json` run printed, checked against its exit code (igwlab/result.py)."""
+    parsed = json.loads(result.stdout)
+    assert parsed["igwlab_result_version"] == 1, parsed
+    assert parsed["ok"] is (result.exit_code == 0), (result.exit_code, parsed)
+    if parsed["ok"]:
+        assert parsed["error"] is None
+    else:
+        assert parsed["error"]["exit_code"] == result.exit_code and parsed["error"]["message"], parsed
+    if command is not None:
+        assert parsed["command"] == command, parsed
+    return dict(parsed)
+
+
+def json_data(result: Result, command: str | None = None) -> Any:
+    """The `data` of the envelope a `--json` run printed."""
+    return envelope(result, command)["data"]
 
 
 def render(**selection: Any) -> Rendered:

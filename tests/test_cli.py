@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
-from helpers import invoke
+from helpers import invoke, json_data
 from typer.testing import CliRunner
 
 from igwlab.errors import ExitCode
@@ -17,7 +16,7 @@ from igwlab.errors import ExitCode
 def test_labs_json_lists_every_preset_with_the_promised_fields(cli: CliRunner) -> None:
     result = invoke(cli, "labs", "--json")
     assert result.exit_code == 0
-    labs = json.loads(result.stdout)
+    labs = json_data(result, "labs")
     assert {"kgateway-fake-llm", "kv-cache-aware"} <= {lab["name"] for lab in labs}
     for lab in labs:
         assert {"name", "title", "provider", "workload", "gie_version"} <= set(lab)
@@ -34,7 +33,7 @@ def test_labs_table_and_show(cli: CliRunner) -> None:
 
 
 def test_labs_show_json_has_stack_and_models(cli: CliRunner) -> None:
-    details = json.loads(invoke(cli, "labs", "show", "envoy-gateway-vllm-cpu", "--json").stdout)
+    details = json_data(invoke(cli, "labs", "show", "envoy-gateway-vllm-cpu", "--json"), "labs show")
     assert details["stack"]["provider_version"] == "v1.8.1"
     assert details["models"][0]["targets"][0]["name"] == "tweet-summary-0"
     assert details["workload"]["kind"] == "vllm-cpu"
@@ -43,7 +42,7 @@ def test_labs_show_json_has_stack_and_models(cli: CliRunner) -> None:
 def test_plan_json_orders_steps_and_marks_concurrency(cli: CliRunner) -> None:
     result = invoke(cli, "plan", "--provider", "kgateway", "--json")
     assert result.exit_code == 0
-    plan = json.loads(result.stdout)
+    plan = json_data(result, "plan")
     ids = [step["id"] for step in plan["steps"]]
     for before, after in [
         ("cluster", "gateway-api-crds"),

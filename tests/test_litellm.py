@@ -6,7 +6,6 @@ LiteLLM has a large dependency tree, so it lives in its own virtualenv: `.ci/run
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -20,7 +19,7 @@ import pytest
 import yaml
 from conftest import REPO
 from fakegw import GatewayBehaviour, running_gateway
-from helpers import find, invoke, render
+from helpers import find, invoke, json_data, render
 from typer.testing import CliRunner
 
 from igwlab.render import litellm_config
@@ -125,7 +124,7 @@ def _verify_via_litellm(cli: CliRunner, gateway: str, url: str, key: str) -> tup
         "40",
         "--json",
     )
-    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    checks = {c["name"]: c for c in json_data(result, "verify")["checks"]}
     return result.exit_code, checks["litellm-route"]
 
 

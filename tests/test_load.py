@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from fakegw import GatewayBehaviour, running_gateway
-from helpers import invoke
+from helpers import envelope, invoke, json_data
 from typer.testing import CliRunner
 
 from igwlab.errors import UsageError
@@ -249,8 +249,10 @@ class CountedSim:
 
 
 def run_load(cli: CliRunner, url: str, *args: str) -> tuple[int, dict[str, Any]]:
+    """Exit code and the envelope's data (the report, also when no request succeeded)."""
     result = invoke(cli, "load", "--lab", "kv-cache-aware", "--url", url, "--json", *args)
-    return result.exit_code, (json.loads(result.stdout) if result.exit_code == 0 else {"stderr": result.stderr})
+    data = json_data(result, "load")
+    return result.exit_code, (data if data is not None else {"stderr": result.stderr})
 
 
 def test_closed_loop_load_reports_latency_and_prefix_pods(cli: CliRunner) -> None:
@@ -403,14 +405,29 @@ def test_load_says_when_nothing_answers(cli: CliRunner) -> None:
     assert "nothing answers at http://127.0.0.1:9" in result.stderr and "next:" in result.stderr
 
 
-def test_failures_are_counted_and_explained(cli: CliRunner) -> None:
+def test_no_request_succeeding_fails_with_the_figures(cli: CliRunner) -> None:
     with running_sim(SimConfig(port=0, pod_name="solo")) as sim:
-        code, report = run_load(cli, sim.url, "--rps", "10", "--duration", "0.5s", "--model", "no-such-model")
+        result = invoke(
+            cli, "load", "--url", sim.url, "--rps", "10,20", "--duration", "0.5s", "--model", "no-such-model", "--json"
+        )
+    assert result.exit_code == 1
+    failed = envelope(result, "load")
+    assert failed["error"]["code"] == "checks-failed" and "no request succeeded: 15 sent" in failed["error"]["message"]
+    first, second = failed["data"]["stages"]
+    assert first["status"] == {"404": 5} and second["status"] == {"404": 10} and first["succeeded"] == 0
+    assert "does not exist" in first["errors"]["404"]
+    assert first["latency_s"] is None and first["throughput"]["output_tokens"] == 0
+
+
+def test_failures_are_counted_beside_successes(cli: CliRunner) -> None:
+    with CountedSim(SimConfig(port=0, pod_name="solo", max_num_seqs=1, max_waiting_queue_length=1)) as sim:
+        code, report = run_load(cli, sim.url, "--concurrency", "4", "--duration", "0.5s", "--max-tokens", "2")
     assert code == 0, report
     (stage,) = report["stages"]
-    assert stage["status"] == {"404": 5} and stage["succeeded"] == 0
-    assert "does not exist" in stage["errors"]["404"]
-    assert stage["latency_s"] is None and stage["throughput"]["output_tokens"] == 0
+    assert stage["succeeded"] > 0 and stage["status"]["429"] > 0
+    assert stage["succeeded"] + stage["status"]["429"] == stage["requests"]
+    assert "queue is full" in stage["errors"]["429"]
+    assert stage["latency_s"]["count"] == stage["succeeded"]
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 from fakegw import GatewayBehaviour, running_gateway
-from helpers import find, invoke, render
+from helpers import find, invoke, json_data, render
 from typer.testing import CliRunner
 
 from igwlab.labs import load_lab
@@ -84,7 +83,7 @@ def two_pools(**behaviour: Any) -> Iterator[str]:
 
 def _verify(cli: CliRunner, url: str, lab: str = "multi-model") -> tuple[int, dict[str, Any]]:
     result = invoke(cli, "verify", "--lab", lab, "--url", url, "--requests", "60", "--json")
-    return result.exit_code, {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    return result.exit_code, {c["name"]: c for c in json_data(result, "verify")["checks"]}
 
 
 def test_verify_model_routing_passes_when_each_model_reaches_its_pool(cli: CliRunner) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-from helpers import invoke, requests_in_flight
+from helpers import invoke, json_data, requests_in_flight
 from typer.testing import CliRunner
 
 from igwlab.observe.top import sample, targets_from_cluster
@@ -18,7 +16,7 @@ def test_top_once_json_shows_queues_and_adapters_under_load(cli: CliRunner) -> N
         with requests_in_flight(busy.url, "lora-x", 5):
             result = invoke(cli, "top", *urls, "--once", "--json")
     assert result.exit_code == 0, result.stderr
-    pods = {pod["pod"]: pod for pod in json.loads(result.stdout)["pods"]}
+    pods = {pod["pod"]: pod for pod in json_data(result, "top")["pods"]}
     assert pods["busy"]["running"] == 2 and pods["busy"]["waiting"] == 3
     assert pods["busy"]["running_loras"] == "lora-x" and pods["busy"]["max_lora"] == "2"
     assert pods["idle"]["running"] == 0 and pods["idle"]["requests_served"] == 0
@@ -27,7 +25,7 @@ def test_top_once_json_shows_queues_and_adapters_under_load(cli: CliRunner) -> N
 def test_top_reports_an_unreachable_pod_without_hiding_the_others(cli: CliRunner) -> None:
     with running_sim(SimConfig(port=0)) as sim:
         result = invoke(cli, "top", "--url", f"up={sim.url}", "--url", "down=http://127.0.0.1:9", "--once", "--json")
-    pods = {pod["pod"]: pod for pod in json.loads(result.stdout)["pods"]}
+    pods = {pod["pod"]: pod for pod in json_data(result, "top")["pods"]}
     assert pods["up"]["error"] == "" and "ConnectError" in pods["down"]["error"]
 
 

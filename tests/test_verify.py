@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from fakegw import GatewayBehaviour, running_gateway
-from helpers import invoke
+from helpers import invoke, json_data
 from typer.testing import CliRunner
 
 from igwlab.labs import load_lab
@@ -43,7 +43,7 @@ def gateway(**behaviour: Any) -> Iterator[str]:
 
 def run_verify(cli: CliRunner, url: str, *extra: str, lab: str = "kgateway-fake-llm") -> tuple[int, dict[str, Any]]:
     result = invoke(cli, "verify", "--lab", lab, "--url", url, "--json", *extra)
-    report = json.loads(result.stdout)
+    report = json_data(result, "verify")
     return result.exit_code, report
 
 
@@ -56,7 +56,7 @@ def test_a_working_gateway_passes_every_lab_check(cli: CliRunner) -> None:
         code, report = run_verify(cli, url)
     checks = by_name(report)
     assert code == 0 and report["passed"] is True
-    assert report["igwlab_result_version"] == 1 and report["lab"] == "kgateway-fake-llm" and report["url"] == url
+    assert report["lab"] == "kgateway-fake-llm" and report["url"] == url
     for name in (
         "gateway-reachable",
         "completion",
@@ -195,7 +195,7 @@ def test_verify_uses_the_url_and_lab_up_recorded(
     with gateway() as url:
         (tmp_path / "current.json").write_text(json.dumps({"lab": "kgateway-fake-llm", "url": url}))
         result = invoke(cli, "verify", "--json", "--requests", "40")
-    report = json.loads(result.stdout)
+    report = json_data(result, "verify")
     assert result.exit_code == 0 and report["url"] == url and report["lab"] == "kgateway-fake-llm"
 
 

@@ -1,17 +1,105 @@
 """The `igwlab` command. Commands are thin: parse, call the core, render, exit.
 
-Heavy modules (pydantic, jinja2, and later kubernetes, httpx) are imported inside the commands,
-so `igwlab --help` stays fast.
+Heavy modules (pydantic, jinja2, kubernetes, httpx) are imported inside the commands, so
+`igwlab --help` stays fast. `IgwlabGroup.main` is the outermost guard: whatever happens — a bad
+flag, a bug, Ctrl-C — the user gets a message and a documented exit code, never a traceback,
+and with --json a parseable envelope (igwlab/result.py) on stdout.
 """
 
 from __future__ import annotations
 
-import typer
+import sys
+from collections.abc import Sequence
+from typing import Any
 
-from igwlab.cli import labs_cmd, lifecycle_cmds, observe_cmds, plan_cmd, render_cmd, sim_cmd, verify_cmd
+import typer
+from typer.core import TyperGroup
+
+from igwlab.cli import (
+    labs_cmd,
+    lifecycle_cmds,
+    mirror_cmd,
+    observe_cmds,
+    plan_cmd,
+    render_cmd,
+    sim_cmd,
+    verify_cmd,
+)
+from igwlab.cli.output import crash, invocation, print_envelope
+
+
+def _command_path(group: Any, argv: Sequence[str]) -> str:
+    """`labs show` for `igwlab labs show X --json`: the command names among the arguments."""
+    names: list[str] = []
+    current = group
+    for token in argv:
+        if token == "--":
+            break
+        if token.startswith("-"):
+            continue
+        commands = getattr(current, "commands", None)
+        if not commands or token not in commands:
+            break
+        names.append(token)
+        current = commands[token]
+    return " ".join(names)
+
+
+def _json_requested(argv: Sequence[str]) -> bool:
+    options = argv[: list(argv).index("--")] if "--" in argv else argv
+    return "--json" in options
+
+
+class IgwlabGroup(TyperGroup):
+    """The root group: runs the command and maps everything that escapes it to an exit code."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        invocation.command = _command_path(self, argv)
+        invocation.argv = argv
+        json_output = _json_requested(argv)
+        try:
+            code = super().main(
+                args=argv, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra
+            )
+        except typer.TyperException as error:  # the parser refused a flag or an argument: exit 2
+            code = _parser_error(error, json_output)
+        except typer.Abort:
+            print("aborted: nothing was changed", file=sys.stderr)
+            code = 1
+        except Exception as error:
+            code = crash(error, json_output).exit_code
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _parser_error(error: typer.TyperException, json_output: bool) -> int:
+    from igwlab.result import usage_failure
+
+    command = invocation.command
+    message = error.format_message() if hasattr(error, "format_message") else str(error)
+    if json_output:
+        print_envelope(usage_failure(command, message, f"igwlab {command} --help".replace("  ", " "), error.exit_code))
+    show = getattr(error, "show", None)
+    if callable(show):
+        show()
+    else:
+        print(f"Error: {message}", file=sys.stderr)
+    return int(error.exit_code)
+
 
 app = typer.Typer(
     name="igwlab",
+    cls=IgwlabGroup,
     help=(
         "Labs for the Kubernetes Gateway API Inference Extension.\n\n"
         "`igwlab up` brings a lab up on a new k3d cluster (or an existing one with --context), "
@@ -23,10 +111,10 @@ app = typer.Typer(
         "Examples:  igwlab up --provider kgateway  ·  igwlab verify  ·  igwlab teardown --yes  ·  "
         "igwlab up --context my-cluster --lab kv-cache-aware"
     ),
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("up")(lifecycle_cmds.up)
 app.command("status")(lifecycle_cmds.status)
@@ -41,16 +129,22 @@ app.command("load")(observe_cmds.load)
 app.command("top")(observe_cmds.top)
 app.command("dashboard")(observe_cmds.dashboard)
 app.command("sim")(sim_cmd.sim)
+app.add_typer(mirror_cmd.app, name="mirror")
 
 
 @app.callback(invoke_without_command=True)
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", help="Print igwlab's version and exit.", is_eager=True),
 ) -> None:
     if version:
         from igwlab import __version__
 
         print(f"igwlab {__version__}")
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        # Bare `igwlab`: the help, on stdout, as a success.
+        print(ctx.get_help())
         raise typer.Exit()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,12 +12,16 @@ from igwlab.cli.options import (
     GieOption,
     JsonOption,
     LabOption,
+    MirrorOption,
     ProviderOption,
     WithOption,
     WorkloadOption,
     lab_selection,
 )
 from igwlab.cli.output import handle_errors, print_json, stderr, stdout
+
+if TYPE_CHECKING:
+    from igwlab.doctor import DoctorReport
 
 ContextOption = Annotated[
     str | None,
@@ -51,6 +55,7 @@ def up(
             help="Also merge the k3d cluster into your kubeconfig and switch to it (off: your context is left alone).",
         ),
     ] = False,
+    mirror: MirrorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Bring a lab up: cluster, CRDs, gateway, model servers, pool and EPP, models, route.
@@ -61,7 +66,8 @@ def up(
     failed or interrupted run stopped, and changes nothing on a finished lab. On k3d the URL is a
     localhost port; with --context it is the Gateway's address, or a port-forward igwlab manages
     when this machine cannot reach that address. Every run leaves a record in the
-    state directory; `igwlab diagnose` bundles it with cluster events and logs.
+    state directory; `igwlab diagnose` bundles it with cluster events and logs. With --mirror
+    (or IGWLAB_MIRROR), CRDs and charts come only from a directory `igwlab mirror save` wrote.
     """
     from igwlab.lifecycle import UpOptions
     from igwlab.lifecycle import up as run_up
@@ -73,49 +79,54 @@ def up(
         timeout_s=timeout,
         dry_run=dry_run,
         set_context=set_context,
+        mirror=mirror,
     )
     from igwlab.cli.progress import Progress, summary_table
     from igwlab.lifecycle import prepare
 
-    prepared = prepare(options.selection, cluster, context)
-    if dry_run or json_output:
+    prepared = prepare(options.selection, cluster, context, mirror)
+    if dry_run:
         result = run_up(options, prepared=prepared)
     else:
         with Progress(prepared[2]) as progress:
             result = run_up(options, on_event=progress, prepared=prepared)
-    if json_output:
-        print_json(
-            {
-                "lab": result.plan.lab,
-                "ok": result.run.ok,
-                "url": result.url,
-                "dry_run": dry_run,
-                "record": str(result.record) if result.record else None,
-                "duration_s": round(result.duration_s, 2),
-                "steps": [vars(result.run.outcomes[s.id]) for s in result.plan.steps],
-                "error": result.run.error.as_dict() if result.run.error else None,
-            }
-        )
-    elif dry_run:
+    data = {
+        "lab": result.plan.lab,
+        "url": result.url,
+        "dry_run": dry_run,
+        "record": str(result.record) if result.record else None,
+        "duration_s": round(result.duration_s, 2),
+        "steps": [vars(result.run.outcomes[s.id]) for s in result.plan.steps],
+    }
+    if dry_run and not json_output:
         from igwlab.cli.render_text import print_plan
 
         print_plan(result.plan)
         stdout().print("dry run: every step was walked through and nothing was changed.")
-        if result.doctor is not None and not result.doctor.ok:
-            for finding in result.doctor.failures():
-                stderr().print(f"[yellow]a real run would stop here:[/] {finding.name}: {finding.detail}")
-    else:
+    elif not json_output:
         stdout().print(summary_table(result.plan, result.run))
     if result.run.interrupted:
-        stderr().print("interrupted: run `igwlab up` again to continue where it stopped")
-        raise typer.Exit(130)
-    if result.run.error is not None:
-        from igwlab.cli.output import report_error
+        from igwlab.errors import Interrupted
 
-        report_error(result.run.error)
+        raise Interrupted(
+            "interrupted: steps still running were stopped",
+            fix="run `igwlab up` again to continue where it stopped",
+            data=data,
+        )
+    if result.run.error is not None:
+        error = result.run.error
+        error.data = data
         stderr().print(f"run record: {result.record}  ·  collect everything: igwlab diagnose")
-        raise typer.Exit(int(result.run.error.exit_code))
-    if result.url and not json_output:
+        raise error
+    if dry_run and result.doctor is not None and not result.doctor.ok:
+        from igwlab.lifecycle import prerequisites_error
+
+        error = prerequisites_error(result.doctor, dry_run=True)
+        error.data = data
+        raise error
+    if json_output:
+        print_json(data)
+    elif result.url:
         stdout().print(f"[bold green]lab {result.plan.lab} is up[/] in {result.duration_s:.0f}s: {result.url}")
         stdout().print(
             f"next: igwlab verify   ·   curl {result.url}/v1/completions -H 'Content-Type: "
@@ -157,12 +168,21 @@ def teardown(
         ),
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Remove the lab: delete its k3d cluster, or on an existing cluster (--context at `up`) remove
     only what the lab created, in reverse order; CRDs stay unless --crds."""
     from igwlab.lifecycle import TeardownOptions, current_lab
     from igwlab.lifecycle import teardown as run_teardown
+    from igwlab.state import current_lab_file, read_current_lab
 
+    if read_current_lab() is None:
+        # Nothing to remove is what teardown is for: CI clean-up steps rely on exit 0 here.
+        note = f"nothing to tear down: no lab is up ({current_lab_file()} does not exist)"
+        stderr().print(note)
+        if json_output:
+            print_json({"lab": None, "removed": [], "note": note})
+        return
     current = current_lab()
     target = (
         f"the k3d cluster {current.resolved.lab.cluster.name}"
@@ -178,6 +198,9 @@ def teardown(
             )
         typer.confirm(f"Delete {target}?", abort=True)
     removed = run_teardown(TeardownOptions(crds=crds), on_event=lambda line: stderr().print(line))
+    if json_output:
+        print_json({"lab": current.resolved.lab.name, "removed": removed, "note": None})
+        return
     stdout().print(f"removed {len(removed)} things; nothing of lab {current.resolved.lab.name} is left")
 
 
@@ -202,20 +225,30 @@ def doctor(
     resolved = resolve_lab(lab_selection(lab, provider, workload, gie_version, with_addons))
     reachable = kube_reachable(Environment(), context) if context else None
     report = run_doctor(resolved, ToolRunner(), context=context, kube_reachable=reachable)
+    if not report.ok:
+        from igwlab.lifecycle import prerequisites_error
+
+        error = prerequisites_error(report)
+        error.data = report.as_dict()
+        if not json_output:
+            _print_doctor(report)
+        raise error
     if json_output:
         print_json(report.as_dict())
     else:
-        from rich.table import Table
+        _print_doctor(report)
 
-        table = Table(title=f"igwlab doctor: lab {report.lab} ({report.mode})", title_justify="left")
-        for column in ("check", "result", "detail", "fix"):
-            table.add_column(column, overflow="fold")
-        style = {"ok": "green", "warn": "yellow", "fail": "bold red"}
-        for finding in report.findings:
-            table.add_row(finding.name, f"[{style[finding.status]}]{finding.status}[/]", finding.detail, finding.fix)
-        stdout().print(table)
-    if not report.ok:
-        raise typer.Exit(3)
+
+def _print_doctor(report: DoctorReport) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"igwlab doctor: lab {report.lab} ({report.mode})", title_justify="left")
+    for column in ("check", "result", "detail", "fix"):
+        table.add_column(column, overflow="fold")
+    style = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+    for finding in report.findings:
+        table.add_row(finding.name, f"[{style[finding.status]}]{finding.status}[/]", finding.detail, finding.fix)
+    stdout().print(table)
 
 
 @handle_errors
@@ -226,10 +259,14 @@ def diagnose(
             "--out", "-o", help="Archive to write (default: ./igwlab-diagnose-TIMESTAMP.tar.gz).", dir_okay=False
         ),
     ] = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Bundle what explains a failure into a tar.gz: the last run record (plan, events, every tool
     command and its output), cluster events, the lab's objects, pod logs and Helm status."""
     from igwlab.lifecycle import diagnose as run_diagnose
 
     path = run_diagnose(out)
+    if json_output:
+        print_json({"path": str(path)})
+        return
     stdout().print(f"wrote {path}")

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from igwlab.cli.options import JsonOption
-from igwlab.cli.output import handle_errors, print_json, stdout
+from igwlab.cli.output import handle_errors, print_json, stderr, stdout
 
 LabFlag = Annotated[
     str | None,
@@ -160,10 +160,24 @@ def load(
 
         written = write_outputs(result, out)
         progress("wrote " + ", ".join(str(path) for path in written))
+    if not json_output:
+        print_load(result)
+    if result["succeeded"] == 0:
+        from igwlab.errors import ChecksFailedError
+
+        outcomes: dict[str, int] = {}
+        for stage in result["stages"]:
+            for code, count in stage["status"].items():
+                outcomes[code] = outcomes.get(code, 0) + count
+        listed = ", ".join(f"{code}: {count}" for code, count in outcomes.items()) or "none sent"
+        raise ChecksFailedError(
+            f"no request succeeded: {result['requests']} sent to {result['url']} ({listed})",
+            why="every request failed, so there are no latencies or pods to report",
+            fix=f"check the gateway answers: igwlab verify --url {result['url']}",
+            data=result,
+        )
     if json_output:
         print_json(result)
-        return
-    print_load(result)
 
 
 @handle_errors
@@ -221,10 +235,19 @@ def top(
             )
     if once:
         samples = asyncio.run(sample(targets, kube))
+        if not json_output:
+            stdout().print(_top_table(samples))
+        if all(s.error for s in samples):
+            from igwlab.errors import ChecksFailedError
+
+            raise ChecksFailedError(
+                f"none of the {len(samples)} model servers answered on /metrics",
+                why="; ".join(f"{s.pod}: {s.error}" for s in samples),
+                fix="check the URLs (`igwlab sim` serves /metrics), or `igwlab status` for the lab's pods",
+                data=sample_dict(samples),
+            )
         if json_output:
             print_json(sample_dict(samples))
-        else:
-            stdout().print(_top_table(samples))
         return
     from rich.live import Live
 
@@ -265,15 +288,27 @@ def _top_table(samples: list[Any]) -> Any:
 @handle_errors
 def dashboard(
     port: Annotated[int, typer.Option(help="Local port for the dashboard.", min=1024, max=65535)] = 3000,
+    json_output: JsonOption = False,
 ) -> None:
     """Open the lab's Grafana dashboard (needs `igwlab up --with observability`) through a
     port-forward igwlab runs until Ctrl-C: per-pod queues and KV-cache use, requests per pod and per
     target model, and what the endpoint picker reports."""
+    from rich.markup import escape
+
     from igwlab.lifecycle import dashboard_forward
     from igwlab.tools.proc import run_until_interrupted
 
     argv, url = dashboard_forward(port)
-    stdout().print(f"dashboard: {url}   (Ctrl-C stops the port-forward)")
-    code = run_until_interrupted(argv, on_output=lambda line: stdout().print(f"[dim]{line}[/]"))
+    if json_output:
+        print_json({"url": url, "port": port})
+    else:
+        stdout().print(f"dashboard: {url}   (Ctrl-C stops the port-forward)")
+    code = run_until_interrupted(argv, on_output=lambda line: stderr().print(f"[dim]{escape(line)}[/]"))
     if code != 0:
-        raise typer.Exit(1)
+        from igwlab.errors import IgwlabError
+
+        raise IgwlabError(
+            f"the port-forward to Grafana stopped (kubectl exit code {code})",
+            why="kubectl's messages above say why",
+            fix="`igwlab status` shows whether the lab's Grafana is running",
+        )

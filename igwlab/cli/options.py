@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -33,6 +34,15 @@ WITH_HELP = (
 )
 WithOption = Annotated[list[str] | None, typer.Option("--with", help=WITH_HELP, show_default=False)]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+MIRROR_HELP = (
+    "Take CRD bundles and Helm charts (and on k3d the container images) only from this directory, written by "
+    "`igwlab mirror save`, each verified by sha256: no network for them. A missing or corrupt item stops "
+    "before anything changes (exit 3)."
+)
+MirrorOption = Annotated[
+    Path | None,
+    typer.Option("--mirror", envvar="IGWLAB_MIRROR", help=MIRROR_HELP, show_default=False, file_okay=False),
+]
 
 
 def lab_selection(

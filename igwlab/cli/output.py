@@ -1,19 +1,57 @@
-"""Console output shared by the commands: data to stdout, messages and errors to stderr."""
+"""Console output and the error guard shared by every command.
+
+Data goes to stdout, messages and errors to stderr. A command:
+
+    @handle_errors
+    def mycommand(..., json_output: JsonOption = False) -> None:
+        data = core.do_it(...)               # raises IgwlabError subclasses on failure
+        if json_output:
+            print_json(data)                 # the versioned envelope of igwlab/result.py
+        else:
+            stdout().print(table_of(data))
+
+`handle_errors` turns an `IgwlabError` into the message (what, why, next) on stderr — plus the
+envelope on stdout with --json — and the error's exit code; Ctrl-C into exit 130; any other
+exception into one line naming the crash file that holds the traceback, exit 1. The app's group
+(igwlab/cli/app.py) does the same for what happens outside a command (bad flags: exit 2, with
+the envelope when --json is among the arguments).
+"""
 
 from __future__ import annotations
 
 import functools
-import json
+import os
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 
-from igwlab.errors import IgwlabError, exit_code_for
+from igwlab.errors import IgwlabError, Interrupted
+from igwlab.result import Envelope, failure, internal_failure, success
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+DEBUG_ENV = "IGWLAB_DEBUG"
+
+
+@dataclass
+class Invocation:
+    """What the group's `main` saw: set before a command runs, read by the guard and `print_json`."""
+
+    command: str = ""
+    argv: list[str] = field(default_factory=list)
+
+
+invocation = Invocation()
+
+
+def _styles_off() -> bool:
+    # https://no-color.org: present and not empty disables colour; igwlab drops every style then.
+    return bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
 
 
 @cache
@@ -21,14 +59,14 @@ def stdout() -> Console:
     """The console for results; rich loads on first use, which keeps `--help` fast."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=False, color_system=None if _styles_off() else "auto")
 
 
 @cache
 def stderr() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, color_system=None if _styles_off() else "auto")
 
 
 P = ParamSpec("P")
@@ -36,8 +74,17 @@ R = TypeVar("R")
 
 
 def print_json(data: Any) -> None:
+    """Print `data` as the command's successful result, inside the versioned envelope."""
+    _write_stdout(success(invocation.command, data).to_json())
+
+
+def print_envelope(envelope: Envelope) -> None:
+    _write_stdout(envelope.to_json())
+
+
+def _write_stdout(text: str) -> None:
     # Plain print: rich would wrap long lines and break the JSON for pipes.
-    print(json.dumps(data, indent=2))
+    print(text, flush=True)
 
 
 def report_error(error: IgwlabError) -> None:
@@ -50,18 +97,62 @@ def report_error(error: IgwlabError) -> None:
         stderr().print(f"[green]next:[/] {escape(error.fix)}")
 
 
+def fail(error: IgwlabError, json_output: bool) -> typer.Exit:
+    """Report `error` (and print its envelope with --json); return the Exit to raise."""
+    if json_output:
+        print_envelope(failure(invocation.command, error))
+    report_error(error)
+    return typer.Exit(int(error.exit_code))
+
+
+def interrupted(json_output: bool) -> typer.Exit:
+    return fail(
+        Interrupted("interrupted", fix="run the same command again: `igwlab up` continues where it stopped"),
+        json_output,
+    )
+
+
+def crash(error: BaseException, json_output: bool) -> typer.Exit:
+    """An exception nobody expected: one line for the user, the traceback in a crash file, exit 1."""
+    from igwlab.crashes import write_crash_file
+
+    path = write_crash_file(invocation.command or "igwlab", error, invocation.argv)
+    summary = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+    where = f"the full traceback is in {path}" if path else "the traceback could not be written anywhere"
+    if json_output:
+        print_envelope(
+            internal_failure(
+                invocation.command,
+                f"unexpected {summary}",
+                "this is a bug in igwlab",
+                f"{where}; please report it with that file",
+            )
+        )
+    if os.environ.get(DEBUG_ENV):
+        import traceback
+
+        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+    print(f"error: unexpected {summary} — this is a bug in igwlab; {where} (please report it)", file=sys.stderr)
+    return typer.Exit(1)
+
+
 def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn igwlab errors into a message and the exit code of DESIGN.md; never a traceback."""
+    """The guard every command wears: igwlab errors, Ctrl-C and bugs become a message and an exit code."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        json_output = bool(kwargs.get("json_output"))
         try:
             return command(*args, **kwargs)
         except IgwlabError as error:
-            report_error(error)
-            raise typer.Exit(int(error.exit_code)) from None
+            raise fail(error, json_output) from None
         except KeyboardInterrupt:
-            stderr().print("interrupted")
-            raise typer.Exit(int(exit_code_for(KeyboardInterrupt()))) from None
+            raise interrupted(json_output) from None
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except BrokenPipeError:
+            raise
+        except Exception as error:
+            raise crash(error, json_output) from None
 
     return wrapper

@@ -7,8 +7,16 @@ from typing import Annotated
 
 import typer
 
-from igwlab.cli.options import GieOption, LabOption, ProviderOption, WithOption, WorkloadOption, lab_selection
-from igwlab.cli.output import handle_errors, stderr
+from igwlab.cli.options import (
+    GieOption,
+    JsonOption,
+    LabOption,
+    ProviderOption,
+    WithOption,
+    WorkloadOption,
+    lab_selection,
+)
+from igwlab.cli.output import handle_errors, print_json, stderr
 
 OutOption = Annotated[
     Path | None,
@@ -31,6 +39,7 @@ def render(
     gie_version: GieOption = None,
     with_addons: WithOption = None,
     out: OutOption = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Print or write every object `up` would apply.
 
@@ -45,6 +54,16 @@ def render(
     from igwlab.selection import resolve_lab
 
     rendered = render_lab(resolve_lab(lab_selection(lab, provider, workload, gie_version, with_addons)))
+    if out is None and json_output:
+        print_json(
+            {
+                "lab": rendered.resolved.lab.name,
+                "objects": [obj.manifest for obj in rendered.objects],
+                "releases": [{**release.summary(), "values": release.values} for release in rendered.releases],
+                "crd_bundles": [{"step": b.step, "version": b.version, "url": b.url} for b in rendered.crd_bundles],
+            }
+        )
+        return
     if out is None:
         print(rendered_stream(rendered), end="")
         if rendered.releases:
@@ -52,6 +71,17 @@ def render(
             stderr().print(f"[dim]Helm releases not shown ({names}): use --out DIR for their values files[/]")
         return
     result = write_rendered(rendered, build_plan(rendered), out)
+    if json_output:
+        print_json(
+            {
+                "lab": rendered.resolved.lab.name,
+                "out_dir": str(result.out_dir),
+                "manifest_files": [str(path) for path in result.manifest_files],
+                "values_files": [str(path) for path in result.values_files],
+                "releases_file": str(result.releases_file),
+            }
+        )
+        return
     stderr().print(
         f"wrote {len(result.manifest_files)} objects, {len(result.values_files)} Helm values files and "
         f"{result.releases_file.name} to {result.out_dir}"

@@ -70,6 +70,14 @@ def print_plan(plan: Plan) -> None:
     )
     for override in plan.overrides:
         stdout().print(f"[yellow]override:[/] {override}")
+    mirrors = {str(o.mirror) for step in plan.steps for o in step.artifacts if o.mirror is not None}
+    for mirror in sorted(mirrors):
+        what = "CRDs, charts and images" if any(s.kind == "images" for s in plan.steps) else "CRDs and charts"
+        missing = sum(o.missing for step in plan.steps for o in step.artifacts)
+        line = f"mirror {mirror}: {what} come from its files, each verified by sha256 before use"
+        if missing:
+            line += f"; [bold red]{missing} MISSING[/] (`igwlab mirror check` names the fix)"
+        stdout().print(line)
     table = Table(show_lines=True)
     table.add_column("wave", justify="right")
     table.add_column("step", no_wrap=True)
@@ -83,6 +91,7 @@ def print_plan(plan: Plan) -> None:
         for release in step.releases:
             source = f"{release['repo']} {release['chart']}" if "repo" in release else release["chart"]
             does.append(f"chart {source} {release['version']}, values {release['values_file']}")
+        does += [f"  {origin.short()}" for origin in step.artifacts if origin.from_mirror]
         does += [f"apply {ref}" for ref in step.objects]
         table.add_row(str(step.wave), step.id, "\n".join(does), "\n".join(step.waits_for))
     stdout().print(table)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
-from igwlab.cli.output import handle_errors
+from igwlab.cli.options import JsonOption
+from igwlab.cli.output import handle_errors, print_json
 
 
 @handle_errors
@@ -28,6 +30,7 @@ def sim(
     max_model_len: Annotated[int, typer.Option(help="Prompt plus max_tokens above this gets a 400.", min=1)] = 1024,
     kv_cache: Annotated[bool, typer.Option("--kv-cache", help="Simulate KV-cache blocks and prefix hits.")] = False,
     mode: Annotated[str, typer.Option(help="random words, or echo the prompt.")] = "random",
+    json_output: JsonOption = False,
 ) -> None:
     """Run a vLLM-compatible simulator: completions, chat, streaming, /v1/models, /health, /metrics.
 
@@ -58,12 +61,25 @@ def sim(
         enable_kvcache=kv_cache,
         mode=mode,  # type: ignore[arg-type]
     )
+
+    def ready(bound: int) -> None:
+        url = f"http://{host}:{bound}" if ":" not in host else f"http://[{host}]:{bound}"
+        if json_output:
+            print_json({"url": url, "port": bound, "models": list(config.served_models()), "pod": pod_name})
+            return
+        print(
+            f"igwlab sim: serving {', '.join(config.served_models())} on {url}"
+            + (f" as pod {pod_name}" if pod_name else "")
+            + "  (Ctrl-C stops it)",
+            flush=True,
+        )
+
     try:
-        serve_forever(config)
+        serve_forever(config, on_ready=ready)
     except OSError as error:
         raise UsageError(
             f"cannot listen on {host}:{port}: {error.strerror or error}",
             fix="pick another --port, or stop what uses this one",
         ) from error
     except KeyboardInterrupt:
-        print("igwlab sim: stopped")
+        print("igwlab sim: stopped", file=sys.stderr)

@@ -69,11 +69,19 @@ def verify(
             litellm_key=litellm_key,
         )
     )
-    if json_output:
-        print_json(report.as_dict())
-    else:
+    if not json_output:
         from igwlab.cli.render_text import print_verify_report
 
         print_verify_report(report)
     if not report.passed:
-        raise typer.Exit(1)
+        from igwlab.errors import ChecksFailedError
+
+        failed = [check.name for check in report.checks if check.status == "fail"]
+        raise ChecksFailedError(
+            f"{len(failed)} of {len(report.checks)} checks failed: {', '.join(failed)}",
+            why=f"the gateway at {report.url} did not route the way lab {report.lab} expects",
+            fix="each failed check's hint says what to look at; `igwlab status` shows the lab's objects",
+            data=report.as_dict(),
+        )
+    if json_output:
+        print_json(report.as_dict())

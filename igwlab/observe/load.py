@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from igwlab.errors import IgwlabError, UsageError
+from igwlab.errors import ChecksFailedError, IgwlabError, UsageError
 from igwlab.observe.metrics import RequestRecord
 from igwlab.observe.pacing import ARRIVALS, Arrival
 from igwlab.observe.report import LoadReport, StageResult, stage_report
@@ -39,7 +39,7 @@ WORKER_START_TIMEOUT_S = 120.0
 
 
 class LoadError(IgwlabError):
-    """The load could not be sent at all (nothing answers, a worker process failed)."""
+    """A load worker process failed, so the stage could not be sent."""
 
 
 def parse_duration(text: str) -> float:
@@ -211,8 +211,8 @@ Progress = Callable[[str], None]
 
 
 def run_load(options: LoadOptions, progress: Progress | None = None) -> LoadReport:
-    """Warm up, run every stage, and report. Raises LoadError when nothing answers at the URL or a
-    worker process fails; UsageError for bad options."""
+    """Warm up, run every stage, and report. Raises ChecksFailedError when nothing answers at the
+    URL, LoadError when a worker process fails, UsageError for bad options."""
     options.validate()
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(1 << 31)
     setups = worker_setups(options, seed)
@@ -241,7 +241,7 @@ def run_load(options: LoadOptions, progress: Progress | None = None) -> LoadRepo
 def _check_warm_up(records: Sequence[RequestRecord], url: str) -> None:
     if records and all(r.error in ("connect", "timeout") for r in records):
         first = records[0]
-        raise LoadError(
+        raise ChecksFailedError(
             f"nothing answers at {url}: {first.error} ({first.error_detail})",
             why="the warm-up requests sent before the clock starts got no answer",
             fix="check the URL; `igwlab status` shows the lab's gateway URL",

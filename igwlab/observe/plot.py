@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from igwlab.errors import PrerequisiteError, UsageError
+from igwlab.errors import CannotWriteError, PrerequisiteError
 from igwlab.observe.report import write_stage_files
 
 PLOT_FILE = "load.png"
@@ -30,21 +30,29 @@ def prepare_out_dir(directory: Path) -> None:
             fix="pip install 'igwlab[plot]' (or drop --out and use --json)",
         )
     if directory.exists() and not directory.is_dir():
-        raise UsageError(
+        raise CannotWriteError(
             f"--out {directory} is a file, not a directory", fix="give a directory (it is made if missing)"
         )
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UsageError(
+        raise CannotWriteError(
             f"--out {directory} cannot be made: {error.strerror}", fix="give a writable directory"
         ) from None
 
 
 def write_outputs(report: Mapping[str, Any], directory: Path) -> list[Path]:
     """The stage files, then the plot; returns their paths."""
-    written = write_stage_files(report, directory)
-    written.append(write_plot(report, directory / PLOT_FILE))
+    try:
+        written = write_stage_files(report, directory)
+        written.append(write_plot(report, directory / PLOT_FILE))
+    except OSError as error:
+        raise CannotWriteError(
+            f"--out {directory}: {error.strerror or error}",
+            why="the load ran, but its files could not be written",
+            fix="give a writable directory; --json prints the same figures",
+            data=dict(report),
+        ) from None
     return written
 
 

@@ -89,19 +89,15 @@ def running_sim(config: SimConfig | None = None, **overrides: object) -> Iterato
         sim.stop()
 
 
-def serve_forever(config: SimConfig) -> None:
-    """Serve until interrupted (Ctrl-C): the `igwlab sim` command."""
+def serve_forever(config: SimConfig, on_ready: Callable[[int], None] | None = None) -> None:
+    """Serve until interrupted (Ctrl-C): the `igwlab sim` command. `on_ready(port)` runs once it listens."""
 
     async def main() -> None:
         app = build_app(config)
         runner, port = await start_site(app, config.host, config.port)
         app[PORT_KEY].append(port)
-        print(
-            f"igwlab sim: serving {', '.join(config.served_models())} on http://{config.host}:{port}"
-            + (f" as pod {config.pod_name}" if config.pod_name else "")
-            + "  (Ctrl-C stops it)",
-            flush=True,
-        )
+        if on_ready is not None:
+            on_ready(port)
         try:
             await asyncio.Event().wait()
         finally:

@@ -93,14 +93,18 @@ class ToolRunner:
                 fix=INSTALL_HINTS.get(argv[0], f"install {argv[0]}"),
             )
         start = time.perf_counter()
-        process = subprocess.Popen(
-            [executable, *argv[1:]],
-            stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=self._env,
-        )
+        try:
+            process = subprocess.Popen(
+                [executable, *argv[1:]],
+                stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+                env=self._env,
+            )
+        except OSError as error:
+            raise cannot_start(argv[0], executable, error) from error
         with self._lock:
             self._active.add(process)
         try:
@@ -138,6 +142,15 @@ class ToolRunner:
             self._recorder(result)
 
 
+def cannot_start(tool: str, executable: str, error: OSError) -> ToolMissingError:
+    """A tool on PATH that the system refuses to run (not executable, wrong format, broken link)."""
+    return ToolMissingError(
+        f"cannot run {tool} ({executable}): {error.strerror or error}",
+        why="the file found on PATH is not a program this machine can start",
+        fix=INSTALL_HINTS.get(tool, f"reinstall {tool}"),
+    )
+
+
 def run_until_interrupted(
     argv: Sequence[str], env: Mapping[str, str] | None = None, on_output: Callable[[str], None] | None = None
 ) -> int:
@@ -145,13 +158,17 @@ def run_until_interrupted(
     executable = shutil.which(argv[0], path=(env or os.environ).get("PATH"))
     if executable is None:
         raise ToolMissingError(f"{argv[0]} is not installed (not found on PATH)", fix=INSTALL_HINTS.get(argv[0]))
-    process = subprocess.Popen(
-        [executable, *argv[1:]],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=dict(env) if env is not None else None,
-    )
+    try:
+        process = subprocess.Popen(
+            [executable, *argv[1:]],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            env=dict(env) if env is not None else None,
+        )
+    except OSError as error:
+        raise cannot_start(argv[0], executable, error) from error
     try:
         assert process.stdout is not None
         for line in process.stdout:

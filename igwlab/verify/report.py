@@ -1,4 +1,4 @@
-"""The verify report: one result per check, and the versioned JSON envelope."""
+"""The verify report: one result per check; `as_dict()` is the `data` of verify's JSON envelope."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Status = Literal["pass", "fail", "warn", "skip"]
-RESULT_VERSION = 1
 
 
 @dataclass
@@ -47,7 +46,6 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "igwlab_result_version": RESULT_VERSION,
             "lab": self.lab,
             "url": self.url,
             "passed": self.passed,
