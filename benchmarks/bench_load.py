@@ -188,10 +188,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 # --- running a tool --------------------------------------------------------------------------
 
 
-def run_measured(argv: list[str], timeout_s: float, env: dict[str, str], cwd: Path | None = None) -> tuple[int, float]:
+def run_measured(
+    argv: list[str], timeout_s: float, env: dict[str, str], cwd: Path | None = None, stdout: Path | None = None
+) -> tuple[int, float]:
     """Run argv to its end (killed after timeout_s); its exit code and the CPU seconds of its whole
     process tree (user + system, children it waited for included)."""
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd)
+    with open(stdout or os.devnull, "wb") as sink:
+        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.PIPE, env=env, cwd=cwd)
     killer = threading.Timer(timeout_s, process.kill)
     killer.start()
     assert process.stderr is not None
@@ -236,22 +239,28 @@ class Run:
 @dataclass
 class Tool:
     name: str
-    run: Callable[[float, float, Path], tuple[int, float, dict[str, Any]]]
-    """(rate, seconds, scratch dir) -> (exit code, CPU seconds, figures)."""
+    run: Callable[..., tuple[int, float, dict[str, Any]]]
+    """(rate, seconds, scratch dir, workers=None) -> (exit code, CPU seconds, figures). `workers` pins
+    igwlab's worker processes (its baseline runs match each run's count); inference-perf always
+    runs one worker per CPU."""
 
 
 def igwlab_tool(url: str, env: dict[str, str]) -> Tool:
-    def run(rate: float, seconds: float, scratch: Path) -> tuple[int, float, dict[str, Any]]:
-        out = scratch / "igwlab"
+    def run(
+        rate: float, seconds: float, scratch: Path, workers: int | None = None
+    ) -> tuple[int, float, dict[str, Any]]:
         argv = [
             sys.executable, "-m", "igwlab", "load", "--url", url, "--model", MODEL, "--rps", f"{rate:g}",
             "--duration", f"{seconds:g}s", "--prompt-tokens", str(PROMPT_WORDS), "--max-tokens", str(OUTPUT_TOKENS),
-            "--out", str(out), "--timeout", "30",
+            "--timeout", "30", "--json",
         ]  # fmt: skip
-        code, cpu = run_measured(argv, seconds + 120, env)
+        if workers is not None:
+            argv += ["--workers", str(workers)]
+        output = scratch / "igwlab.json"
+        code, cpu = run_measured(argv, seconds + 120, env, stdout=output)
         if code != 0:
             return code, cpu, {}
-        stage = json.loads(next(out.glob("stage-1-*.json")).read_text())
+        (stage,) = json.loads(output.read_text())["data"]["stages"]
         return (
             code,
             cpu,
@@ -326,7 +335,9 @@ def inference_perf_tool(url: str, env: dict[str, str], scratch_root: Path) -> To
         check=True, timeout=300, capture_output=True,
     )  # fmt: skip
 
-    def run(rate: float, seconds: float, scratch: Path) -> tuple[int, float, dict[str, Any]]:
+    def run(
+        rate: float, seconds: float, scratch: Path, workers: int | None = None
+    ) -> tuple[int, float, dict[str, Any]]:
         out = scratch / "inference-perf"
         config = scratch / "inference-perf.yaml"
         words = {"min": PROMPT_WORDS, "max": PROMPT_WORDS, "mean": PROMPT_WORDS, "std_dev": 0, "type": "fixed"}
@@ -422,13 +433,6 @@ def main() -> None:
             f"{args.itl_ms:g} ms; {args.duration:g}s per run, {args.rounds} rounds; {os.cpu_count()} CPUs",
             flush=True,
         )
-        baseline: dict[str, float] = {}
-        for tool in tools:  # start-up and report cost: one request
-            scratch = scratch_root / f"base-{tool.name}"
-            scratch.mkdir()
-            code, cpu, _ = tool.run(1, 1, scratch)
-            baseline[tool.name] = cpu if code == 0 else 0.0
-            print(f"{tool.name}: a one-request run costs {cpu:.2f} CPU s (start-up, warm-up, report)", flush=True)
         runs: list[Run] = []
         turn = 0
         for round_number in range(args.rounds):
@@ -448,10 +452,21 @@ def main() -> None:
                             f"  server-side connections {run.server_connections}",
                             flush=True,
                         )
+        baseline: dict[tuple[str, int | None], float] = {}
+        for tool in tools:  # start-up, warm-up and report: a one-request run with as many workers
+            for workers in sorted({r.extra.get("workers") for r in runs if r.tool == tool.name}, key=str):
+                scratch = scratch_root / f"base-{tool.name}-{workers}"
+                scratch.mkdir()
+                code, cpu, _ = tool.run(1, 1, scratch, workers=workers)
+                baseline[tool.name, workers] = cpu if code == 0 else 0.0
+                many = f" with {workers} worker processes" if workers else ""
+                print(f"{tool.name}: a one-request run{many} costs {cpu:.2f} CPU s", flush=True)
         report(runs, rates, tools, baseline)
 
 
-def report(runs: list[Run], rates: list[float], tools: list[Tool], baseline: dict[str, float]) -> None:
+def report(
+    runs: list[Run], rates: list[float], tools: list[Tool], baseline: dict[tuple[str, int | None], float]
+) -> None:
     print()
     print(
         f"{'tool':>14} {'target':>6} {'achieved':>9} {'held':>5} {'lag p99':>9} {'CPU/1000 req':>13}"
@@ -472,8 +487,9 @@ def report(runs: list[Run], rates: list[float], tools: list[Tool], baseline: dic
             held = achieved >= 0.95 * rate
             if held:
                 sustained[tool.name] = max(sustained.get(tool.name, 0.0), rate)
-            base = baseline[tool.name]
-            cpu_per_1000 = median(lambda r, base=base: (r.cpu_s - base) / max(1, r.requests - 1) * 1000)
+            cpu_per_1000 = median(
+                lambda r: (r.cpu_s - baseline[r.tool, r.extra.get("workers")]) / max(1, r.requests - 1) * 1000
+            )
             print(
                 f"{tool.name:>14} {rate:>6g} {achieved:>9.1f} {'yes' if held else 'NO':>5}"
                 f" {median(lambda r: r.lag_p99_s) * 1000:>6.1f} ms {cpu_per_1000:>9.2f} s"
@@ -486,7 +502,8 @@ def report(runs: list[Run], rates: list[float], tools: list[Tool], baseline: dic
         print(f"{tool.name}: highest target held at >= 95%: {sustained.get(tool.name, 0):g} req/s")
     print(
         "lag p99: actual - intended send time; p50/mean error: the tool's total latency less the sims' "
-        "server-side time over the same run; CPU: the tool's process tree, less a one-request run."
+        "server-side time over the same run; CPU: the tool's process tree, less a one-request run with as "
+        "many worker processes."
     )
 
 

@@ -11,6 +11,7 @@ import json
 from array import array
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -456,3 +457,19 @@ def test_out_must_be_a_directory(cli: CliRunner, tmp_path: Path) -> None:
     target.write_text("")
     result = invoke(cli, "load", "--url", "http://127.0.0.1:9", "--rps", "5", "--out", str(target))
     assert result.exit_code == 2 and "is a file" in result.stderr
+
+
+def test_interrupting_a_multi_process_run_leaves_no_worker_behind() -> None:
+    import multiprocessing
+
+    from igwlab.observe.load import LoadOptions
+    from igwlab.observe.load import run_load as run
+
+    def interrupt(message: str) -> None:
+        if message.startswith("stage 2/"):
+            raise KeyboardInterrupt  # what Ctrl-C raises in the parent, between two stages
+
+    options = LoadOptions(url="", model="fake-llm", duration_s=0.3, rps=(20, 20), workers=2, max_tokens=2)
+    with running_sim(SimConfig(port=0, pod_name="solo")) as sim, pytest.raises(KeyboardInterrupt):
+        run(replace(options, url=sim.url), progress=interrupt)
+    assert multiprocessing.active_children() == []

@@ -66,7 +66,7 @@ def print_stage(stage: dict[str, Any], total: int) -> None:
     lag = pacing["send_lag_s"]
     if lag:
         line += f"; send lag p50 {ms(lag['p50'])}, p99 {ms(lag['p99'])} (trustworthy up to {ms(pacing['lag_limit_s'])})"
-    line += f"; {stage['connections_opened']} connections opened"
+    line += f"; {stage['connections_opened']} new connections"
     out.print(line)
     if pacing["warning"]:
         out.print(f"[yellow]warning:[/] {escape(pacing['warning'])}")

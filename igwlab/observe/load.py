@@ -23,7 +23,7 @@ from igwlab.errors import ChecksFailedError, IgwlabError, UsageError
 from igwlab.observe.metrics import RequestRecord
 from igwlab.observe.pacing import ARRIVALS, Arrival
 from igwlab.observe.report import LoadReport, StageResult, stage_report
-from igwlab.observe.workers import StagePlan, Worker, WorkerResult, WorkerSetup, serve
+from igwlab.observe.workers import StagePlan, Worker, WorkerResult, WorkerSetup, run_loop, serve
 
 MAX_DURATION_S = 1800.0
 MAX_RPS = 1000.0
@@ -229,9 +229,7 @@ def run_load(options: LoadOptions, progress: Progress | None = None) -> LoadRepo
     )
     say(f"warming up {len(setups)} worker{'s' if len(setups) > 1 else ''} against {options.url}")
     if len(setups) == 1:
-        import asyncio
-
-        results = asyncio.run(_run_here(setups[0], stages, say))
+        results = run_loop(_run_here(setups[0], stages, say))
     else:
         results = _run_in_processes(setups, stages, say)
     report.stages = [stage_report(result, options.slo) for result in results]
@@ -277,6 +275,7 @@ def _run_in_processes(setups: Sequence[WorkerSetup], stages: Sequence[StagePlan]
     context = multiprocessing.get_context("spawn")
     connections: list[Connection] = []
     processes: list[Any] = []
+    finished = False
     try:
         for setup in setups:
             parent_end, child_end = context.Pipe()
@@ -299,13 +298,17 @@ def _run_in_processes(setups: Sequence[WorkerSetup], stages: Sequence[StagePlan]
             results.append(_merge(plan, parts))
         for connection in connections:
             connection.send(("stop",))
+        finished = True
         return results
     finally:
+        # Stopped early (Ctrl-C, a failed worker): the children go at once, not after their stage.
         for process in processes:
-            process.join(timeout=5)
-            if process.is_alive():
+            if not finished:
                 process.terminate()
-                process.join(timeout=5)
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=10)
         for connection in connections:
             connection.close()
 

@@ -112,8 +112,8 @@ def pacing_report(
             )
     if skipped:
         warnings.append(
-            f"{skipped} scheduled requests were not sent because {'the' if sent else 'every'} in-flight slot "
-            "was taken: the server answers slower than the rate asks for"
+            f"{skipped} scheduled requests were not sent because every in-flight slot was taken: "
+            "the server answers more slowly than the rate asks for"
         )
     trustworthy = lag is None or limit is None or lag.p99 <= limit
     return PacingReport(

@@ -16,9 +16,10 @@ import json
 import random
 import signal
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, TypeVar
 
 from igwlab.observe.client import LoadClient
 from igwlab.observe.metrics import RequestRecord
@@ -28,6 +29,17 @@ COMPLETIONS = "/v1/completions"
 OBJECTIVE_HEADER = "x-gateway-inference-objective"
 WARM_UP_REQUESTS = 4
 _GOLDEN = 0.6180339887498949
+T = TypeVar("T")
+
+
+def run_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run`, on uvloop where it is installed (a dependency except on Windows): the same
+    asyncio API with about a fifth less CPU per request, as inference-perf's workers run."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
 
 
 @dataclass(frozen=True)
@@ -229,7 +241,7 @@ def serve(connection: Connection, setup: WorkerSetup) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        asyncio.run(_serve(connection, setup))
+        run_loop(_serve(connection, setup))
     except BaseException as error:  # reported to the parent, which turns it into an igwlab error
         with contextlib.suppress(OSError, ValueError):
             connection.send(("error", f"{type(error).__name__}: {error}"))
