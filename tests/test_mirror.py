@@ -376,7 +376,7 @@ def test_mirror_save_command_then_check(cli: CliRunner, local_upstream: None, tm
     assert saved.exit_code == 0, saved.stderr
     assert "5 fetched, 0 already there" in saved.stdout and f"--mirror {root}" in saved.stdout
     assert "fetching Helm chart istiod 1.30.1 from https://istio-release.storage.googleapis.com/charts" in saved.stderr
-    again = json.loads(invoke(cli, "mirror", "save", "--provider", "istio", "--json", str(root)).stdout)
+    again = json.loads(invoke(cli, "mirror", "save", "--provider", "istio", "--json", str(root)).stdout)["data"]
     assert again["saved"] == 0 and again["kept"] == 5 and all(a["sha256"] for a in again["artifacts"])
 
     checked = invoke(cli, "mirror", "check", "--provider", "istio", str(root))
@@ -384,8 +384,10 @@ def test_mirror_save_command_then_check(cli: CliRunner, local_upstream: None, tm
     assert "5 present, 0 missing, 0 corrupt" in checked.stdout
 
     other = invoke(cli, "mirror", "check", "--provider", "kgateway", "--json", str(root))
-    report = json.loads(other.stdout)
-    assert other.exit_code == ExitCode.PREREQUISITES and report["ok"] is False
+    envelope = json.loads(other.stdout)
+    report = envelope["data"]
+    assert other.exit_code == ExitCode.PREREQUISITES and envelope["ok"] is False and report["ok"] is False
+    assert envelope["error"]["exit_code"] == ExitCode.PREREQUISITES
     assert report["counts"] == {"present": 0, "missing": 4, "corrupt": 0}
     assert report["fetch_with"] == f"igwlab mirror save --provider kgateway {root}"
     invoke(cli, "mirror", "save", "--provider", "kgateway", str(root))
@@ -404,7 +406,7 @@ def test_mirror_check_names_corrupt_items_and_the_command(cli: CliRunner, mirror
 
 def test_mirror_check_of_a_directory_without_a_mirror(cli: CliRunner, tmp_path: Path) -> None:
     result = invoke(cli, "mirror", "check", "--json", str(tmp_path / "nowhere"))
-    report = json.loads(result.stdout)
+    report = json.loads(result.stdout)["data"]
     assert result.exit_code == ExitCode.PREREQUISITES
     assert report["counts"]["missing"] == len(report["items"]) > 0
     assert "holds no mirror.yaml" in report["items"][0]["detail"]

@@ -120,7 +120,7 @@ def test_on_an_existing_cluster_the_mirror_gives_crds_and_charts_and_no_image_im
 
 
 def test_plan_shows_where_each_artifact_comes_from(cli: CliRunner, mirror: Path) -> None:
-    network = json.loads(invoke(cli, "plan", "--lab", "kgateway-fake-llm", "--json").stdout)
+    network = json.loads(invoke(cli, "plan", "--lab", "kgateway-fake-llm", "--json").stdout)["data"]
     sources = [a for step in network["steps"] for a in step.get("artifacts", [])]
     assert [a["from"] for a in sources] == ["network"] * 4
     assert sources[0]["source"].startswith("https://github.com/kubernetes-sigs/gateway-api/releases/download/")
@@ -130,7 +130,7 @@ def test_plan_shows_where_each_artifact_comes_from(cli: CliRunner, mirror: Path)
     data["artifacts"] = [e for e in data["artifacts"] if not e["file"].endswith("kgateway-v2.0.4.tgz")]
     (mirror / INDEX_NAME).write_text(yaml.safe_dump(data))
     result = invoke(cli, "plan", "--lab", "kgateway-fake-llm", "--mirror", str(mirror), "--json")
-    plan = json.loads(result.stdout)
+    plan = json.loads(result.stdout)["data"]
     steps = {step["id"]: step for step in plan["steps"]}
     assert steps["images"]["wave"] == 2 and steps["images"]["command"][:3] == ["k3d", "image", "import"]
     assert {s for s in steps if "cluster" in steps[s]["depends_on"]} == {"images"}
@@ -158,7 +158,7 @@ def test_up_dry_run_with_igwlab_mirror_describes_mirror_files(
     monkeypatch.setenv("IGWLAB_MIRROR", str(mirror))
     result = invoke(cli, "up", "--lab", "kgateway-fake-llm", "--dry-run", "--json")
     assert result.exit_code == 0, result.stderr
-    steps = {step["step"]: step for step in json.loads(result.stdout)["steps"]}
+    steps = {step["step"]: step for step in json.loads(result.stdout)["data"]["steps"]}
     assert steps["images"]["status"] == "dry-run"
     assert not fakes.calls("docker")[1:] and not [c for c in fakes.calls("k3d") if c[1] == "image"]
 
