@@ -105,26 +105,41 @@ def print_stage(stage: dict[str, Any], total: int) -> None:
     out.print(pods)
 
 
+def _target(stage: dict[str, Any]) -> str:
+    target = stage["target"]
+    if target.get("rps") is not None:
+        return f"{target['rps']:g}/s"
+    return f"{target['concurrency']} conc"
+
+
 def stages_table(stages: list[dict[str, Any]]) -> Any:
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="stages", title_justify="left")
-    for column in ("stage", "target", "achieved req/s", "lag p99", "total p50", "total p99", "TTFT p50", "tokens/s"):
-        table.add_column(column, justify="right")
+    poisson = any(stage["target"].get("arrival") == "poisson" for stage in stages)
+    table = Table(
+        title=f"stages{' (Poisson arrivals)' if poisson else ''}: latency p50/p99 and TTFT p50; "
+        "! = pacing not trustworthy",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for column in ("#", "target", "sent/s", "lag p99", "p50", "p99", "TTFT", "tok/s"):
+        table.add_column(column, justify="right", no_wrap=True)
     with_goodput = any(stage["goodput"] for stage in stages)
     if with_goodput:
-        table.add_column("goodput", justify="right")
+        table.add_column("goodput", justify="right", no_wrap=True)
     for stage in stages:
         lag = stage["pacing"]["send_lag_s"]
         cells = [
             str(stage["stage"]),
-            stage["label"],
+            _target(stage),
             _rate(stage["pacing"]["achieved_rps"]),
             (ms(lag["p99"]) + ("" if stage["pacing"]["trustworthy"] else " !")) if lag else "-",
             ms((stage["latency_s"] or {}).get("p50")),
             ms((stage["latency_s"] or {}).get("p99")),
             ms((stage["ttft_s"] or {}).get("p50")),
-            _rate(stage["throughput"]["output_tokens_per_s"]),
+            f"{stage['throughput']['output_tokens_per_s']:.0f}" if stage["throughput"]["output_tokens_per_s"] else "-",
         ]
         if with_goodput:
             cells.append(f"{stage['goodput']['share']:.0%}" if stage["goodput"] else "-")
