@@ -70,23 +70,21 @@ def write_plot(report: Mapping[str, Any], path: Path) -> Path:
     figure = Figure(figsize=(12, 4.8), layout="constrained")
     latency, shares = figure.subplots(1, 2)
     xs = [_x(stage) for stage in stages]
-    for key, label, style in (
-        ("latency_s", "total", "-"),
-        ("ttft_s", "first token", "--"),
-    ):
-        for percentile, marker in (("p50", "o"), ("p90", "s"), ("p99", "^")):
+    for key, label, color in (("latency_s", "total", "tab:blue"), ("ttft_s", "first token", "tab:orange")):
+        for percentile, style in (("p50", "-o"), ("p90", "--s"), ("p99", ":^")):
             points = [
                 (x, stage[key][percentile] * 1000)
                 for x, stage in zip(xs, stages, strict=True)
                 if stage[key] is not None
             ]
             if points:
-                latency.plot(*zip(*points, strict=True), style, marker=marker, label=f"{label} {percentile}")
+                latency.plot(*zip(*points, strict=True), style, color=color, label=f"{label} {percentile}")
     for x, stage in zip(xs, stages, strict=True):
         if not stage["pacing"]["trustworthy"]:
             latency.axvline(x, color="tab:red", alpha=0.3, linewidth=6)
     latency.set_xlabel("achieved rate (requests/s)")
     latency.set_ylabel("latency (ms)")
+    latency.set_ylim(bottom=0)
     latency.set_title(f"{report['model']}: latency by rate (red band: client fell behind)", fontsize=10)
     latency.grid(True, alpha=0.3)
     if latency.get_legend_handles_labels()[0]:
