@@ -1,16 +1,19 @@
 """Benchmark: `igwlab load` beside inference-perf 0.7.0 (the load tool of the kubernetes-sigs
 inference projects), against the same `igwlab sim` processes on 127.0.0.1.
 
-For each target rate, each tool sends streamed completions (64-word prompts, 16 output tokens)
-for a bounded stage, the two taking turns first (the order rotates every rate and round). Printed
-per tool and rate, medians over the rounds:
+For each target rate, each tool sends streamed completions (64-word prompts, 16 output tokens
+unless --output-tokens says otherwise) for a bounded stage, the two taking turns first (the order
+rotates every rate and round). Printed per tool and rate, medians over the rounds:
 
 - achieved rate (requests/s over the send window) and whether it held 95% of the target;
 - send lag p99 (actual - intended send time; inference-perf calls it schedule delay);
 - CPU per 1000 requests: the tool's whole process tree (os.wait4), less a one-request run of the
   same tool, so start-up and report writing are not charged to the requests;
 - latency error: the tool's total-latency p50 (and mean) less the sims' own server-side p50
-  (and mean) over the same run — what the client adds to what it reports.
+  (and mean) over the same run — what the client adds to what it reports. The server side is
+  the handler's time; a request that waits for a busy sim to read it is not in it, so when the
+  sims saturate (server p50 well above TTFT + (tokens - 1) x ITL) the error grows with the load a
+  tool really sent, and says more about the machine than about the client.
 
 The sims are `igwlab sim` apps run by this script (`serve-sim`), several processes sharing one
 port (SO_REUSEPORT) so they do not become the bottleneck; each also listens on a control port
@@ -26,7 +29,7 @@ script builds in a temporary directory (nothing is fetched from a model hub).
 Bounded: every run has a timeout, and every process is stopped at the end.
 
     python benchmarks/bench_load.py [--rates 100,200,300,400,450,500] [--duration 10] [--rounds 2]
-        [--sims 2] [--ttft-ms 50] [--itl-ms 5] [--tools igwlab,inference-perf]
+        [--sims 2] [--ttft-ms 50] [--itl-ms 5] [--output-tokens 16] [--tools igwlab,inference-perf]
 """
 
 from __future__ import annotations
@@ -55,7 +58,6 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 INFERENCE_PERF = "inference-perf==0.7.0"
 PROMPT_WORDS = 64
-OUTPUT_TOKENS = 16
 MODEL = "fake-llm"
 
 
@@ -245,13 +247,13 @@ class Tool:
     runs one worker per CPU."""
 
 
-def igwlab_tool(url: str, env: dict[str, str]) -> Tool:
+def igwlab_tool(url: str, env: dict[str, str], output_tokens: int) -> Tool:
     def run(
         rate: float, seconds: float, scratch: Path, workers: int | None = None
     ) -> tuple[int, float, dict[str, Any]]:
         argv = [
             sys.executable, "-m", "igwlab", "load", "--url", url, "--model", MODEL, "--rps", f"{rate:g}",
-            "--duration", f"{seconds:g}s", "--prompt-tokens", str(PROMPT_WORDS), "--max-tokens", str(OUTPUT_TOKENS),
+            "--duration", f"{seconds:g}s", "--prompt-tokens", str(PROMPT_WORDS), "--max-tokens", str(output_tokens),
             "--timeout", "30", "--json",
         ]  # fmt: skip
         if workers is not None:
@@ -327,7 +329,7 @@ fast.save_pretrained(sys.argv[1])
 """
 
 
-def inference_perf_tool(url: str, env: dict[str, str], scratch_root: Path) -> Tool:
+def inference_perf_tool(url: str, env: dict[str, str], scratch_root: Path, output_tokens: int) -> Tool:
     venv = inference_perf_venv()
     tokenizer = scratch_root / "tokenizer"
     subprocess.run(
@@ -341,7 +343,7 @@ def inference_perf_tool(url: str, env: dict[str, str], scratch_root: Path) -> To
         out = scratch / "inference-perf"
         config = scratch / "inference-perf.yaml"
         words = {"min": PROMPT_WORDS, "max": PROMPT_WORDS, "mean": PROMPT_WORDS, "std_dev": 0, "type": "fixed"}
-        tokens = {"min": OUTPUT_TOKENS, "max": OUTPUT_TOKENS, "mean": OUTPUT_TOKENS, "std_dev": 0, "type": "fixed"}
+        tokens = {"min": output_tokens, "max": output_tokens, "mean": output_tokens, "std_dev": 0, "type": "fixed"}
         settings = {
             "api": {"type": "completion", "streaming": True},
             "data": {"type": "random", "input_distribution": words, "output_distribution": tokens},
@@ -414,6 +416,7 @@ def main() -> None:
     parser.add_argument("--sims", type=int, default=2, help="sim processes sharing the port")
     parser.add_argument("--ttft-ms", type=float, default=50.0)
     parser.add_argument("--itl-ms", type=float, default=5.0)
+    parser.add_argument("--output-tokens", type=int, default=16, help="max_tokens of every request")
     parser.add_argument("--tools", default="igwlab,inference-perf")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
@@ -425,11 +428,11 @@ def main() -> None:
         sims = start_sims(stack, args.sims, args.ttft_ms, args.itl_ms)
         tools = []
         if "igwlab" in wanted:
-            tools.append(igwlab_tool(sims.url, env))
+            tools.append(igwlab_tool(sims.url, env, args.output_tokens))
         if "inference-perf" in wanted:
-            tools.append(inference_perf_tool(sims.url, env, scratch_root))
+            tools.append(inference_perf_tool(sims.url, env, scratch_root, args.output_tokens))
         print(
-            f"sims: {args.sims} processes at {sims.url}, TTFT {args.ttft_ms:g} ms + {OUTPUT_TOKENS - 1} x "
+            f"sims: {args.sims} processes at {sims.url}, TTFT {args.ttft_ms:g} ms + {args.output_tokens - 1} x "
             f"{args.itl_ms:g} ms; {args.duration:g}s per run, {args.rounds} rounds; {os.cpu_count()} CPUs",
             flush=True,
         )
@@ -470,7 +473,7 @@ def report(
     print()
     print(
         f"{'tool':>14} {'target':>6} {'achieved':>9} {'held':>5} {'lag p99':>9} {'CPU/1000 req':>13}"
-        f" {'p50 error':>10} {'mean error':>11} {'failed':>7} {'TCP conns':>9}"
+        f" {'p50 error':>10} {'mean error':>11} {'server p50':>11} {'failed':>7} {'TCP conns':>9}"
     )
     sustained: dict[str, float] = {}
     for rate in rates:
@@ -495,6 +498,7 @@ def report(
                 f" {median(lambda r: r.lag_p99_s) * 1000:>6.1f} ms {cpu_per_1000:>9.2f} s"
                 f" {median(lambda r: r.latency_p50_s - r.truth_p50_s) * 1000:>+7.1f} ms"
                 f" {median(lambda r: r.latency_mean_s - r.truth_mean_s) * 1000:>+8.1f} ms"
+                f" {median(lambda r: r.truth_p50_s) * 1000:>8.1f} ms"
                 f" {median(lambda r: r.failed):>7.0f} {median(lambda r: r.server_connections):>9.0f}"
             )
     print()
