@@ -285,7 +285,7 @@ def test_rate_stages_send_exactly_their_schedules(cli: CliRunner) -> None:
     for stage in report["stages"]:
         pacing = stage["pacing"]
         assert pacing["sent"] == stage["requests"] and pacing["skipped_client_saturated"] == 0
-        assert pacing["send_lag_s"]["count"] == stage["requests"] and pacing["send_lag_s"]["p50"] >= 0
+        assert pacing["send_lag_s"]["count"] == stage["requests"]
         assert pacing["achieved_rps"] > 0 and pacing["lag_limit_s"] == pytest.approx(
             max(0.01, 0.5 / stage["target"]["rps"])
         )
@@ -348,7 +348,8 @@ def test_worker_processes_share_one_schedule(cli: CliRunner) -> None:
     assert report["workers"] == 2 and stage["workers"] == 2
     assert stage["requests"] == 40 and stage["succeeded"] == 40
     assert stage["pacing"]["send_lag_s"]["count"] == 40
-    assert len(sim.peers) <= 256 and sim.requests >= 40
+    # 40 requests and the two workers' warm-ups over fewer connections: they were reused.
+    assert sim.requests >= 40 and len(sim.peers) < sim.requests
 
 
 def test_verify_engine_reuses_its_connection_for_streams() -> None:
