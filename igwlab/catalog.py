@@ -45,6 +45,12 @@ class GieRelease(_Strict):
     model_object: Literal["InferenceModel", "InferenceObjective"]
     crds: list[str]
     epp_metrics: list[str]
+    # The EPP counter of requests by model_name and target_model_name: evidence of a split that
+    # survives an EPP which writes the requested name back into answers (answers_name_target false).
+    split_metric: str
+    answers_name_target: bool
+    objective_header: str | None = None
+    bbr_buffers_responses: bool = False
     rewrite_targets_field: Literal["split", "targets"] | None = None
     # The oldest Gateway API the release's own module requires (its go.mod), if it requires one.
     gateway_api_min: str | None = None

@@ -389,21 +389,19 @@ def _remove_lab_objects(
                     removed.append(obj.ref)
         elif step.kind == "helm":
             for summary in reversed(step.releases):
-                result = tools.run(
-                    [
-                        "helm",
-                        "uninstall",
-                        summary["release"],
-                        "--namespace",
-                        summary["namespace"],
-                        *current.helm_target(),
-                    ],
-                    timeout=300,
-                    check=False,
-                )
+                release, namespace = summary["release"], summary["namespace"]
+                target = ["--namespace", namespace, *current.helm_target()]
+                hooks = release_hooks(tools, release, target)
+                result = tools.run(["helm", "uninstall", release, *target], timeout=300, check=False)
                 if result.returncode == 0:
-                    say(f"uninstalled Helm release {summary['release']}")
-                    removed.append(f"helm release {summary['namespace']}/{summary['release']}")
+                    say(f"uninstalled Helm release {release}")
+                    removed.append(f"helm release {namespace}/{release}")
+                    for hook in hooks:
+                        # Helm keeps hook objects (e.g. a pre-install Job's ClusterRole) after uninstall.
+                        hook_namespace = (hook.get("metadata") or {}).get("namespace")
+                        if kube.delete(hook["apiVersion"], hook["kind"], hook["metadata"]["name"], hook_namespace):
+                            say(f"deleted {hook['kind']}/{hook['metadata']['name']} (a hook of {release})")
+                            removed.append(f"{hook['kind']}/{hook['metadata']['name']}")
         elif step.kind == "crds" and options.crds:
             for crd in step.crds:
                 if kube.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd):
@@ -445,6 +443,47 @@ def wait_namespaces_gone(kube: KubeApi, names: list[str], timeout_s: float, poll
             )
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 1.5, 2.0)
+
+
+def release_hooks(tools: ToolRunner, release: str, target: list[str]) -> list[dict[str, Any]]:
+    """The objects a release's hooks made (`helm get hooks`), which `helm uninstall` leaves behind when
+    the chart sets no hook-delete-policy; namespaced ones without a namespace get the release's."""
+    import yaml
+
+    result = tools.run(["helm", "get", "hooks", release, *target], timeout=60, check=False)
+    if result.returncode != 0:
+        return []
+    namespace = target[target.index("--namespace") + 1]
+    hooks = []
+    try:
+        documents = [d for d in yaml.safe_load_all(result.stdout) if isinstance(d, dict)]
+    except yaml.YAMLError:
+        return []
+    for document in documents:
+        metadata = document.get("metadata")
+        if not isinstance(metadata, dict) or not document.get("kind") or not document.get("apiVersion"):
+            continue
+        if document["kind"] not in CLUSTER_SCOPED_KINDS:
+            metadata.setdefault("namespace", namespace)
+        hooks.append(document)
+    return hooks
+
+
+# Kinds charts' hooks make that have no namespace (the rest get the release's namespace when unset).
+CLUSTER_SCOPED_KINDS = frozenset(
+    {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "Namespace",
+        "PriorityClass",
+        "StorageClass",
+    }
+)
 
 
 def _remove_release_namespaces(

@@ -169,4 +169,32 @@ class KubernetesApi:
         return str(self._core.read_namespaced_pod_log(pod, namespace, tail_lines=tail_lines, timestamps=True))
 
     def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
-        return str(self._core.connect_get_namespaced_pod_proxy_with_path(f"{pod}:{port}", namespace, path))
+        """GET through the API server's pod proxy; when the API server refuses to proxy (it will not
+        proxy to loopback or link-local pod IPs, and some clusters turn the pod proxy off), read the pod
+        IP directly if this machine reaches it (a flat pod network), else raise the proxy's error."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return str(self._core.connect_get_namespaced_pod_proxy_with_path(f"{pod}:{port}", namespace, path))
+        except ApiException:
+            direct = self._direct_pod_get(namespace, pod, port, path)
+            if direct is None:
+                raise
+            return direct
+
+    def _direct_pod_get(self, namespace: str, pod: str, port: int, path: str) -> str | None:
+        import httpx
+
+        try:
+            status = self._core.read_namespaced_pod(pod, namespace).status
+        except Exception:
+            return None
+        address = status.pod_ip if status is not None else None
+        if not address:
+            return None
+        host = f"[{address}]" if ":" in address else address
+        try:
+            response = httpx.get(f"http://{host}:{port}/{path.lstrip('/')}", timeout=3.0)
+        except httpx.HTTPError:
+            return None
+        return response.text if response.status_code == 200 else None
