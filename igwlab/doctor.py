@@ -11,11 +11,13 @@ import errno
 import json
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from igwlab.selection import ResolvedLab
 from igwlab.tools.k3d import list_clusters
+from igwlab.tools.kube import KubeApi
 from igwlab.tools.proc import CommandTimeoutError, ToolRunner
 from igwlab.tools.versions import format_version, parse_version
 
@@ -86,13 +88,22 @@ def _gib(quantity: str) -> float:
 
 
 def run_doctor(
-    resolved: ResolvedLab, tools: ToolRunner, *, context: str | None = None, kube_reachable: bool | None = None
+    resolved: ResolvedLab,
+    tools: ToolRunner,
+    *,
+    context: str | None = None,
+    kube_reachable: bool | None = None,
+    open_kube: Callable[[], KubeApi] | None = None,
 ) -> DoctorReport:
+    """Every check, in order. `open_kube` reaches the cluster the lab will use when it exists already
+    (the context's, or a k3d cluster being reused), for the checks of what is on it."""
     report = DoctorReport(lab=resolved.lab.name, mode="context" if context else "k3d")
     needs = LabNeeds.of(resolved)
     add = report.findings.append
     for tool in ("helm", "kubectl") if context else ("k3d", "helm", "kubectl"):
         add(_tool_finding(tools, tool))
+    if not context:
+        add(_k3s_image_finding(tools, resolved))
     hf_token = hugging_face_finding(resolved)
     if hf_token is not None:
         add(hf_token)
@@ -108,6 +119,8 @@ def run_doctor(
                     "check `kubectl --context " + context + " get nodes`",
                 )
             )
+        if kube_reachable and open_kube is not None:
+            report.findings += cluster_findings(resolved, open_kube, f"the cluster of context {context}")
         return report
     docker = _docker_info(tools)
     if docker is None:
@@ -127,10 +140,79 @@ def run_doctor(
     existing = _existing_cluster(tools, resolved.lab.cluster.name)
     if existing:
         add(Finding("cluster", "ok", f"k3d cluster {resolved.lab.cluster.name} exists; up will reuse it"))
+        if open_kube is not None:
+            report.findings += cluster_findings(resolved, open_kube, f"k3d cluster {resolved.lab.cluster.name}")
     else:
         add(Finding("cluster", "ok", f"no k3d cluster named {resolved.lab.cluster.name} yet; up will create it"))
         add(_ports_finding(needs.host_ports))
     return report
+
+
+# -- the cluster the lab will use ---------------------------------------------------------------------
+
+
+def cluster_findings(resolved: ResolvedLab, open_kube: Callable[[], KubeApi], what: str) -> list[Finding]:
+    """What an existing cluster must offer the lab's stack: its Kubernetes version."""
+    try:
+        kube = open_kube()
+        version_text = kube.server_version()
+    except Exception as error:  # unreachable, or no permission: other findings say so
+        return [Finding("kubernetes", "warn", f"could not read the Kubernetes version of {what}: {error}")]
+    return [kubernetes_finding(resolved, version_text, what)]
+
+
+def kubernetes_finding(resolved: ResolvedLab, version_text: str, what: str) -> Finding:
+    """The server's version against the stack's range: below its minimum is refused, above its tested
+    maximum is a warning."""
+    stack, pin = resolved.stack, resolved.stack.kubernetes
+    version = parse_version(version_text)
+    if version is None:
+        return Finding("kubernetes", "warn", f"could not read a version from {version_text!r} ({what})")
+    shown = f"Kubernetes {format_version(version)} ({what})"
+    if not pin.accepts(version):
+        others = sorted(
+            f"--provider {name}"
+            for name, other in resolved.catalog.all_stacks()
+            if other.kubernetes.accepts(version) and not other.kubernetes.above_max(version)
+        )
+        fix = f"use a cluster with Kubernetes {pin.describe()} (k3d: drop --context, up creates one)"
+        if others:
+            fix += f", or a stack that supports {format_version(version)[1:]}: {', '.join(dict.fromkeys(others))}"
+        return Finding(
+            "kubernetes",
+            "fail",
+            f"{shown} is older than {pin.min}, the oldest the {stack.id} stack supports ({pin.describe()})",
+            fix,
+        )
+    if pin.above_max(version):
+        return Finding(
+            "kubernetes",
+            "warn",
+            f"{shown} is newer than {pin.max}, the newest the {stack.id} stack is known to support",
+            f"expect surprises, or use a cluster with Kubernetes {pin.describe()}",
+        )
+    return Finding("kubernetes", "ok", f"{shown}; the {stack.id} stack supports {pin.describe()}")
+
+
+def _k3s_image_finding(tools: ToolRunner, resolved: ResolvedLab) -> Finding:
+    """The installed k3d must be able to start the stack's k3s image."""
+    image_name = resolved.stack.kubernetes.k3s_image
+    image = resolved.catalog.k3s_images[image_name]
+    version = _tool_version(tools, "k3d")
+    if version is None:
+        return Finding("k3s-image", "warn", f"could not tell whether this k3d can start {image_name}")
+    minimum = parse_version(image.min_k3d) or (0, 0, 0)
+    if version < minimum:
+        return Finding(
+            "k3s-image",
+            "fail",
+            f"k3d {format_version(version)} cannot start {image_name} (Kubernetes {image.kubernetes}, the "
+            f"{resolved.stack.id} stack's): k3d before {image.min_k3d} waits forever for the server to come up",
+            f"upgrade k3d to {image.min_k3d} or newer (https://k3d.io)",
+        )
+    return Finding(
+        "k3s-image", "ok", f"k3d {format_version(version)} starts {image_name} (Kubernetes {image.kubernetes})"
+    )
 
 
 def hugging_face_repos(resolved: ResolvedLab) -> list[str]:
@@ -162,6 +244,16 @@ def hugging_face_finding(resolved: ResolvedLab) -> Finding | None:
         "(401) and anonymous downloads are rate-limited",
         "export HF_TOKEN=<your Hugging Face token> before `igwlab up` (it goes into the Secret hf-token only)",
     )
+
+
+def _tool_version(tools: ToolRunner, tool: str) -> tuple[int, int, int] | None:
+    if tools.which(tool) is None:
+        return None
+    try:
+        result = tools.run(VERSION_COMMANDS[tool], timeout=20, check=False)
+    except CommandTimeoutError:
+        return None
+    return parse_version(result.stdout)
 
 
 def _tool_finding(tools: ToolRunner, tool: str) -> Finding:

@@ -118,7 +118,9 @@ def build_plan(rendered: Rendered, context: str | None = None, sources: Sources 
             else f"use the existing cluster of context {context!r}",
             depends_on=(),
             gates=(g.NodesReady(),),
-            command=tuple(create_cluster_argv(lab.cluster, lab.gateway.listeners)) if context is None else (),
+            command=tuple(create_cluster_argv(lab.cluster, lab.gateway.listeners, stack.kubernetes.k3s_image))
+            if context is None
+            else (),
         )
     )
     crd_steps: list[str] = []

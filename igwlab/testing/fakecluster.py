@@ -75,8 +75,12 @@ class FakeCluster:
     on_gateway_programmed: Callable[[], None] | None = None
     on_cluster_deleted: Callable[[], None] | None = None
     pod_endpoints: dict[str, str] = field(default_factory=dict)
+    kubernetes_version: str = ""  # what GET /version reports; the stack's k3s version when empty
 
     def __post_init__(self) -> None:
+        if not self.kubernetes_version:
+            image = load_catalog().k3s_images[self.stack.kubernetes.k3s_image]
+            self.kubernetes_version = f"{image.kubernetes}+k3s1"
         self._objects: dict[Key, Manifest] = {}
         self._born: dict[Key, float] = {}
         self._from_release: dict[str, list[Key]] = {}
@@ -145,6 +149,9 @@ class FakeCluster:
 
     def logs(self, namespace: str, pod: str, tail_lines: int = 200) -> str:
         return f"fake log of {namespace}/{pod}\n"
+
+    def server_version(self) -> str:
+        return self.kubernetes_version
 
     def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
         """Answered by `pod_endpoints` (pod name -> a local URL standing in for that pod)."""

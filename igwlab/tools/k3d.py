@@ -10,8 +10,9 @@ from igwlab.labs import ClusterSpec, Listener
 from igwlab.tools.proc import ToolRunner
 
 
-def create_cluster_argv(cluster: ClusterSpec, listeners: Sequence[Listener]) -> list[str]:
-    """`k3d cluster create` for a lab: one server, traefik off, each listener mapped to a host port.
+def create_cluster_argv(cluster: ClusterSpec, listeners: Sequence[Listener], image: str) -> list[str]:
+    """`k3d cluster create` for a lab: the stack's k3s image (so its Kubernetes version, not k3d's default),
+    one server, traefik off, each listener mapped to a host port.
 
     Traefik would take ports 80/443 on k3s's service load balancer, and the Gateway's own
     LoadBalancer Service would then stay pending (never Programmed). The user's kubeconfig is
@@ -22,6 +23,8 @@ def create_cluster_argv(cluster: ClusterSpec, listeners: Sequence[Listener]) -> 
         "cluster",
         "create",
         cluster.name,
+        "--image",
+        image,
         "--servers",
         "1",
         "--agents",

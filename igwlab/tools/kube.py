@@ -33,6 +33,10 @@ class KubeApi(Protocol):
         """GET http://POD:PORT/PATH through the API server's pod proxy."""
         ...
 
+    def server_version(self) -> str:
+        """The API server's gitVersion (`GET /version`), e.g. `v1.33.4+k3s1`."""
+        ...
+
 
 def condition(obj: Manifest | None, kind: str, path: tuple[str, ...] = ("status", "conditions")) -> Manifest | None:
     node: Any = obj
@@ -130,3 +134,8 @@ class KubernetesApi:
 
     def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
         return str(self._core.connect_get_namespaced_pod_proxy_with_path(f"{pod}:{port}", namespace, path))
+
+    def server_version(self) -> str:
+        from kubernetes.client import VersionApi
+
+        return str(VersionApi(self._core.api_client).get_code().git_version)
