@@ -48,6 +48,9 @@ class GieRelease(_Strict):
     rewrite_targets_field: Literal["split", "targets"] | None = None
     # The oldest Gateway API the release's own module requires (its go.mod), if it requires one.
     gateway_api_min: str | None = None
+    # How a cluster's copy of the CRDs shows its release: an annotation (v1.0+), else a served version.
+    crd_version_annotation: str | None = None
+    crd_served_version: str | None = None
     bbr_chart: str | None = None
     # Label of the ConfigMaps body-based routing reads base models and LoRA adapters from (v1.5).
     bbr_configmap_label: str | None = None

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from igwlab.crds import crd_sets, fit, read_cluster
 from igwlab.selection import ResolvedLab
 from igwlab.tools.k3d import list_clusters
 from igwlab.tools.kube import KubeApi
@@ -152,13 +153,32 @@ def run_doctor(
 
 
 def cluster_findings(resolved: ResolvedLab, open_kube: Callable[[], KubeApi], what: str) -> list[Finding]:
-    """What an existing cluster must offer the lab's stack: its Kubernetes version."""
+    """What an existing cluster must offer the lab's stack: its Kubernetes version, and CRDs that fit."""
     try:
         kube = open_kube()
         version_text = kube.server_version()
     except Exception as error:  # unreachable, or no permission: other findings say so
         return [Finding("kubernetes", "warn", f"could not read the Kubernetes version of {what}: {error}")]
-    return [kubernetes_finding(resolved, version_text, what)]
+    findings = [kubernetes_finding(resolved, version_text, what)]
+    try:
+        findings += crd_findings(resolved, kube)
+    except Exception as error:
+        findings.append(Finding("crds", "warn", f"could not read the CRDs of {what}: {error}"))
+    return findings
+
+
+def crd_findings(resolved: ResolvedLab, kube: KubeApi) -> list[Finding]:
+    """The Gateway API and inference CRDs already on the cluster against the bundles the lab installs:
+    older ones are upgraded (a note), newer ones, another channel or a blocking admission policy refused."""
+    sets = crd_sets(resolved)
+    found, safe_upgrades = read_cluster(sets, lambda api, kind, name: kube.get(api, kind, name))
+    status: dict[str, Status] = {"absent": "ok", "same": "ok", "upgrade": "warn", "refuse": "fail"}
+    findings = []
+    for crd_set in sets:
+        result = fit(crd_set, found[crd_set.title], safe_upgrades)
+        name = "gateway-api-crds" if crd_set.gateway_api else "inference-crds"
+        findings.append(Finding(name, status[result.verdict], result.detail, result.fix))
+    return findings
 
 
 def kubernetes_finding(resolved: ResolvedLab, version_text: str, what: str) -> Finding:

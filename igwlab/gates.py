@@ -40,19 +40,33 @@ class NodesReady(Gate):
 
 @dataclass(frozen=True)
 class CrdsEstablished(Gate):
+    """Each CRD Established and, where the bundle annotates its version, at that version: CRDs of an
+    older bundle left on the cluster keep the step from being skipped, so a re-apply upgrades them."""
+
     names: tuple[str, ...]
+    version_annotation: str | None = None
+    version: str | None = None
 
     def describe(self) -> str:
         short = ", ".join(name.split(".", 1)[0] for name in self.names)
-        return f"{len(self.names)} CRDs Established ({short})"
+        at = f" at {self.version}" if self.version_annotation and self.version else ""
+        return f"{len(self.names)} CRDs Established{at} ({short})"
 
     def check(self, kube: KubeApi) -> GateState:
         pending = []
         for name in self.names:
             crd = kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+            if crd is None:
+                pending.append(f"{name} (missing)")
+                continue
+            if self.version_annotation and self.version:
+                have = ((crd.get("metadata") or {}).get("annotations") or {}).get(self.version_annotation)
+                if have != self.version:
+                    pending.append(f"{name} (at {have or 'no bundle version'}, want {self.version})")
+                    continue
             if not is_true(condition(crd, "Established")):
-                pending.append(name if crd else f"{name} (missing)")
-        return GateState(not pending, "not Established: " + ", ".join(pending) if pending else "all Established")
+                pending.append(name)
+        return GateState(not pending, "not ready: " + ", ".join(pending) if pending else "all Established")
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,10 @@ def up(
         stdout().print("dry run: every step was walked through and nothing was changed.")
     elif not json_output:
         stdout().print(summary_table(result.plan, result.run))
+    if result.doctor is not None and not json_output:
+        for finding in result.doctor.findings:
+            if finding.status == "warn":  # e.g. CRDs upgraded, a Kubernetes newer than tested
+                stderr().print(f"note: {finding.name}: {finding.detail}", markup=False, highlight=False)
     if result.run.interrupted:
         from igwlab.errors import Interrupted
 

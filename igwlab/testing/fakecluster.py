@@ -15,8 +15,25 @@ from igwlab.catalog import Stack, load_catalog
 from igwlab.testing.faketools import FakeTools
 from igwlab.tools.kube import Manifest
 
-BUILTIN_GROUPS = {"", "apps", "rbac.authorization.k8s.io", "apiextensions.k8s.io", "batch", "policy"}
-CLUSTER_SCOPED = {"Namespace", "Node", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "GatewayClass"}
+BUILTIN_GROUPS = {
+    "",
+    "apps",
+    "rbac.authorization.k8s.io",
+    "apiextensions.k8s.io",
+    "admissionregistration.k8s.io",
+    "batch",
+    "policy",
+}
+CLUSTER_SCOPED = {
+    "Namespace",
+    "Node",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "GatewayClass",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}
 Key = tuple[str, str, str, str]  # group, kind, namespace, name
 
 
@@ -33,7 +50,7 @@ def _plural(kind: str) -> str:
     return lower + ("es" if lower.endswith("s") else "s")
 
 
-def crd_manifest(name: str) -> Manifest:
+def crd_manifest(name: str, annotations: dict[str, str] | None = None, served: str = "v1") -> Manifest:
     plural, group = name.split(".", 1)
     kind = {
         "gatewayclasses": "GatewayClass",
@@ -47,19 +64,19 @@ def crd_manifest(name: str) -> Manifest:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "annotations": dict(annotations or {})},
         "spec": {
             "group": group,
             "names": {"plural": plural, "kind": kind},
             "scope": "Namespaced",
-            "versions": [{"name": "v1", "served": True, "storage": True}],
+            "versions": [{"name": served, "served": True, "storage": True}],
         },
     }
 
 
-def crd_bundle_text(names: tuple[str, ...]) -> str:
-    """What a CRD release URL would serve, for a fake `fetch`."""
-    return "".join(f"---\n{yaml.safe_dump(crd_manifest(name))}" for name in names)
+def crd_bundle_text(names: tuple[str, ...], annotations: dict[str, str] | None = None, served: str = "v1") -> str:
+    """What a CRD release URL would serve, for a fake `fetch`: each CRD with the bundle's annotations."""
+    return "".join(f"---\n{yaml.safe_dump(crd_manifest(name, annotations, served))}" for name in names)
 
 
 @dataclass
