@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from igwlab.crds import crd_sets, fit, read_cluster
 from igwlab.selection import ResolvedLab
-from igwlab.tools.k3d import list_clusters
+from igwlab.tools.k3d import host_ports, list_clusters
 from igwlab.tools.kube import KubeApi
 from igwlab.tools.proc import CommandTimeoutError, ToolRunner
 from igwlab.tools.versions import format_version, parse_version
@@ -139,10 +139,12 @@ def run_doctor(
     add(_resources_finding(docker, needs))
     add(_arch_finding(docker, needs))
     existing = _existing_cluster(tools, resolved.lab.cluster.name)
-    if existing:
-        add(Finding("cluster", "ok", f"k3d cluster {resolved.lab.cluster.name} exists; up will reuse it"))
-        if open_kube is not None:
-            report.findings += cluster_findings(resolved, open_kube, f"k3d cluster {resolved.lab.cluster.name}")
+    if existing is not None:
+        fits = k3d_cluster_finding(resolved, existing)
+        add(fits)
+        if fits.status != "fail" and open_kube is not None:
+            what = f"k3d cluster {resolved.lab.cluster.name}"
+            report.findings += cluster_findings(resolved, open_kube, what, reused_k3d=True)
     else:
         add(Finding("cluster", "ok", f"no k3d cluster named {resolved.lab.cluster.name} yet; up will create it"))
         add(_ports_finding(needs.host_ports))
@@ -152,14 +154,16 @@ def run_doctor(
 # -- the cluster the lab will use ---------------------------------------------------------------------
 
 
-def cluster_findings(resolved: ResolvedLab, open_kube: Callable[[], KubeApi], what: str) -> list[Finding]:
+def cluster_findings(
+    resolved: ResolvedLab, open_kube: Callable[[], KubeApi], what: str, *, reused_k3d: bool = False
+) -> list[Finding]:
     """What an existing cluster must offer the lab's stack: its Kubernetes version, and CRDs that fit."""
     try:
         kube = open_kube()
         version_text = kube.server_version()
     except Exception as error:  # unreachable, or no permission: other findings say so
         return [Finding("kubernetes", "warn", f"could not read the Kubernetes version of {what}: {error}")]
-    findings = [kubernetes_finding(resolved, version_text, what)]
+    findings = [kubernetes_finding(resolved, version_text, what, reused_k3d=reused_k3d)]
     try:
         findings += crd_findings(resolved, kube)
     except Exception as error:
@@ -181,14 +185,23 @@ def crd_findings(resolved: ResolvedLab, kube: KubeApi) -> list[Finding]:
     return findings
 
 
-def kubernetes_finding(resolved: ResolvedLab, version_text: str, what: str) -> Finding:
+def kubernetes_finding(resolved: ResolvedLab, version_text: str, what: str, *, reused_k3d: bool = False) -> Finding:
     """The server's version against the stack's range: below its minimum is refused, above its tested
-    maximum is a warning."""
+    maximum is a warning on a cluster of the user's; a k3d cluster igwlab made outside the range was made
+    for another lab, and is refused either way."""
     stack, pin = resolved.stack, resolved.stack.kubernetes
     version = parse_version(version_text)
     if version is None:
         return Finding("kubernetes", "warn", f"could not read a version from {version_text!r} ({what})")
     shown = f"Kubernetes {format_version(version)} ({what})"
+    if reused_k3d and (not pin.accepts(version) or pin.above_max(version)):
+        return Finding(
+            "kubernetes",
+            "fail",
+            f"{shown} was made for another lab: the {stack.id} stack runs on Kubernetes {pin.describe()} "
+            f"({pin.k3s_image})",
+            REUSE_FIX.format(name=resolved.lab.cluster.name),
+        )
     if not pin.accepts(version):
         others = sorted(
             f"--provider {name}"
@@ -349,11 +362,42 @@ def _arch_finding(docker: dict[str, Any], needs: LabNeeds) -> Finding:
     return Finding("architecture", "ok", arch)
 
 
-def _existing_cluster(tools: ToolRunner, name: str) -> bool:
+def _existing_cluster(tools: ToolRunner, name: str) -> dict[str, Any] | None:
     try:
-        return any(cluster.get("name") == name for cluster in list_clusters(tools))
+        return next((cluster for cluster in list_clusters(tools) if cluster.get("name") == name), None)
     except Exception:  # k3d missing or failing is reported by its own finding
-        return False
+        return None
+
+
+REUSE_FIX = (
+    "`igwlab teardown` (or `k3d cluster delete {name}`) and run up again, or use --cluster NAME for a "
+    "cluster of its own"
+)
+
+
+def k3d_cluster_finding(resolved: ResolvedLab, cluster: dict[str, Any]) -> Finding:
+    """A k3d cluster of the lab's name, made by an earlier `up` perhaps for another lab: it must map each
+    of this lab's listeners to the host port the lab's URL uses, or the gateway is not where `up` says."""
+    lab = resolved.lab
+    name = lab.cluster.name
+    mapped = host_ports(cluster)
+    wrong = []
+    for listener in lab.gateway.listeners:
+        hosts = mapped.get(listener.port, [])
+        if listener.effective_host_port not in hosts:
+            now = ", ".join(map(str, hosts)) if hosts else "no host port"
+            wrong.append(
+                f"listener {listener.name} wants host port {listener.effective_host_port} -> {listener.port}, "
+                f"the cluster maps {now}"
+            )
+    if wrong:
+        return Finding(
+            "cluster",
+            "fail",
+            f"k3d cluster {name} exists but was made for another lab: {'; '.join(wrong)}",
+            REUSE_FIX.format(name=name),
+        )
+    return Finding("cluster", "ok", f"k3d cluster {name} exists with this lab's port mappings; up will reuse it")
 
 
 def _ports_finding(ports: tuple[int, ...]) -> Finding:

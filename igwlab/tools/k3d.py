@@ -56,3 +56,20 @@ def kubeconfig(tools: ToolRunner, name: str) -> str:
 
 def delete_cluster(tools: ToolRunner, name: str, timeout: float) -> None:
     tools.run(["k3d", "cluster", "delete", name], timeout=timeout)
+
+
+def host_ports(cluster: dict[str, Any]) -> dict[int, list[int]]:
+    """Container port -> host ports a k3d cluster maps (`k3d cluster list -o json`: every node's
+    `portMappings`, Docker's port bindings, e.g. {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]};
+    `--port H:C@loadbalancer` lands on the loadbalancer node)."""
+    found: dict[int, list[int]] = {}
+    for node in cluster.get("nodes") or []:
+        for container, bindings in (node.get("portMappings") or {}).items():
+            port = str(container).split("/", 1)[0]
+            if not port.isdigit():
+                continue
+            for binding in bindings or []:
+                host = str((binding or {}).get("HostPort") or "")
+                if host.isdigit():
+                    found.setdefault(int(port), []).append(int(host))
+    return found
