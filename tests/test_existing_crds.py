@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,15 +156,16 @@ def test_on_a_real_api_server_the_policy_denies_the_older_bundle_and_doctor_says
         kwok.kubectl("apply", "--server-side", "-f", str(path))
     kwok.kubectl("apply", "--server-side", "-f", str(SAFE_UPGRADES))
     older = UPSTREAM / "gateway-api" / "v1.3.0" / "standard" / "gateway.networking.k8s.io_httproutes.yaml"
-    # The premise, on the real API server: the policy rejects the older bundle the kgateway stack installs.
+    # The premise, on the real API server: the policy rejects the older bundle the kgateway stack installs
+    # (a server-side dry run goes through admission; the policy is in force once the API server has loaded it).
     kubectl = [str(kwok.kubectl_binary), "--kubeconfig", str(kwok.kubeconfig), "--context", kwok.context]
-    denied = subprocess.run(
-        [*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(older)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    argv = [*kubectl, "apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", str(older)]
+    deadline = time.monotonic() + 60
+    while True:
+        denied = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        if denied.returncode != 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert denied.returncode != 0 and "before v1.5.0 is prohibited" in denied.stderr, denied.stderr
     monkeypatch.setenv("KUBECONFIG", str(kwok.kubeconfig))
     env = Environment(kube_factory=lambda kubeconfig, context: KubernetesApi(None, context))
