@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from igwlab.crds import crd_sets, fit, read_cluster
+from igwlab.quantities import cpu_text, memory_text
+from igwlab.render import render_lab
+from igwlab.render.requests import lab_requests
 from igwlab.selection import ResolvedLab
 from igwlab.tools.k3d import host_ports, list_clusters
 from igwlab.tools.kube import KubeApi
@@ -60,32 +63,43 @@ class DoctorReport:
         return {"lab": self.lab, "mode": self.mode, "ok": self.ok, "findings": [f.as_dict() for f in self.findings]}
 
 
+# k3s itself and the gateway implementation (controller and proxy): not the lab's own pods, but on the
+# same Docker. An estimate from idle k3d clusters with one provider installed.
+PLATFORM_CPUS, PLATFORM_MEMORY_GIB = 1.0, 2.0
+
+
 @dataclass(frozen=True)
 class LabNeeds:
-    cpus: float
+    cpus: float  # the lab's own requests plus the platform estimate
     memory_gib: float
     amd64_only: bool
     host_ports: tuple[int, ...]
+    requested_cpus: float = 0.0  # what the lab's own pods request, summed over replicas
+    requested_memory_gib: float = 0.0
+    largest: tuple[str, ...] = ()  # the biggest requests, for the message
 
     @classmethod
     def of(cls, resolved: ResolvedLab) -> LabNeeds:
         lab = resolved.lab
-        # k3s, the gateway controller and its proxy, the EPP: about 2 CPUs and 3 GiB on a laptop.
-        cpus, memory = 2.0, 3.0
-        vllm = resolved.catalog.vllm_cpu
+        requests = lab_requests(render_lab(resolved))
+        cpus = sum(r.total_cpu for r in requests)
+        memory = sum(r.total_memory for r in requests) / GIB
+        largest = tuple(
+            f"{r.what} {r.replicas} x {cpu_text(r.cpu)} CPU / {memory_text(r.memory)}"
+            for r in sorted(requests, key=lambda r: (r.total_cpu, r.total_memory), reverse=True)[:3]
+            if r.total_cpu or r.total_memory
+        )
         vllm_replicas = sum(b.workload.replicas for b in lab.backends() if b.workload.kind == "vllm-cpu")
-        cpus += float(vllm.cpu) * vllm_replicas
-        memory += _gib(vllm.memory) * vllm_replicas
         ports = (*tuple(listener.effective_host_port for listener in lab.gateway.listeners), lab.cluster.api_port)
-        return cls(cpus=cpus, memory_gib=memory, amd64_only=vllm_replicas > 0, host_ports=ports)
-
-
-def _gib(quantity: str) -> float:
-    units = {"Ki": 1 / 1024**2, "Mi": 1 / 1024, "Gi": 1.0, "Ti": 1024.0}
-    for suffix, factor in units.items():
-        if quantity.endswith(suffix):
-            return float(quantity[: -len(suffix)]) * factor
-    return float(quantity) / GIB
+        return cls(
+            cpus=cpus + PLATFORM_CPUS,
+            memory_gib=memory + PLATFORM_MEMORY_GIB,
+            amd64_only=vllm_replicas > 0,
+            host_ports=ports,
+            requested_cpus=cpus,
+            requested_memory_gib=memory,
+            largest=largest,
+        )
 
 
 def run_doctor(
@@ -335,17 +349,24 @@ def _docker_info(tools: ToolRunner) -> dict[str, Any] | None:
 
 
 def _resources_finding(docker: dict[str, Any], needs: LabNeeds) -> Finding:
+    """The lab's own requests against what Docker offers: pods that ask for more than there is stay
+    Pending (Unschedulable), so that is a failure; the platform's share on top only a warning."""
     cpus = int(docker.get("NCPU") or 0)
     memory = int(docker.get("MemTotal") or 0) / GIB
     detail = (
-        f"Docker can use {cpus} CPUs and {memory:.1f} GiB; the lab needs about {needs.cpus:.0f} CPUs and "
-        f"{needs.memory_gib:.0f} GiB"
+        f"Docker can use {cpus} CPUs and {memory:.1f} GiB; the lab's pods request {needs.requested_cpus:.1f} CPUs "
+        f"and {needs.requested_memory_gib:.1f} GiB"
+        + (f" ({'; '.join(needs.largest)})" if needs.largest else "")
+        + f", and k3s with the gateway about {PLATFORM_CPUS:.0f} CPU and {PLATFORM_MEMORY_GIB:.0f} GiB more"
     )
     if cpus >= needs.cpus and memory >= needs.memory_gib:
         return Finding("resources", "ok", detail)
     fix = "give Docker more CPUs and memory (Docker Desktop: Settings > Resources)"
     if needs.amd64_only:
         fix += ", or use the simulator: --workload sim"
+    else:
+        fix += ", or lower the lab's requests (workload.resources, workload.replicas, pool.epp.resources)"
+    if cpus < needs.requested_cpus or memory < needs.requested_memory_gib or needs.amd64_only:
         return Finding("resources", "fail", detail, fix)
     return Finding("resources", "warn", detail, fix)
 

@@ -93,6 +93,7 @@ class FakeCluster:
     on_cluster_deleted: Callable[[], None] | None = None
     pod_endpoints: dict[str, str] = field(default_factory=dict)
     kubernetes_version: str = ""  # what GET /version reports; the stack's k3s version when empty
+    pod_logs: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.kubernetes_version:
@@ -164,8 +165,12 @@ class FakeCluster:
     def events(self, namespace: str) -> list[Manifest]:
         return [{"type": "Normal", "reason": "Scheduled", "message": f"fake event in {namespace}"}]
 
-    def logs(self, namespace: str, pod: str, tail_lines: int = 200) -> str:
-        return f"fake log of {namespace}/{pod}\n"
+    def logs(
+        self, namespace: str, pod: str, tail_lines: int = 200, container: str | None = None, previous: bool = False
+    ) -> str:
+        """`pod_logs` (pod name -> text) where a test set one, else a line naming the pod."""
+        text = self.pod_logs.get(pod, f"fake log of {namespace}/{pod}\n")
+        return "\n".join(text.splitlines()[-tail_lines:]) + "\n"
 
     def server_version(self) -> str:
         return self.kubernetes_version

@@ -27,7 +27,11 @@ class KubeApi(Protocol):
 
     def events(self, namespace: str) -> list[Manifest]: ...
 
-    def logs(self, namespace: str, pod: str, tail_lines: int = 200) -> str: ...
+    def logs(
+        self, namespace: str, pod: str, tail_lines: int = 200, container: str | None = None, previous: bool = False
+    ) -> str:
+        """The pod's log (one container's; `previous`: of its last terminated run)."""
+        ...
 
     def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
         """GET http://POD:PORT/PATH through the API server's pod proxy."""
@@ -129,8 +133,13 @@ class KubernetesApi:
         items = self._core.list_namespaced_event(namespace).items
         return [self._core.api_client.sanitize_for_serialization(item) for item in items]
 
-    def logs(self, namespace: str, pod: str, tail_lines: int = 200) -> str:
-        return str(self._core.read_namespaced_pod_log(pod, namespace, tail_lines=tail_lines, timestamps=True))
+    def logs(
+        self, namespace: str, pod: str, tail_lines: int = 200, container: str | None = None, previous: bool = False
+    ) -> str:
+        kwargs: dict[str, Any] = {"tail_lines": tail_lines, "timestamps": True, "previous": previous}
+        if container:
+            kwargs["container"] = container
+        return str(self._core.read_namespaced_pod_log(pod, namespace, **kwargs))
 
     def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
         return str(self._core.connect_get_namespaced_pod_proxy_with_path(f"{pod}:{port}", namespace, path))
