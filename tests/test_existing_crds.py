@@ -149,9 +149,7 @@ def kwok(tmp_path: Path) -> Iterator[KwokCluster]:
 
 
 @pytest.mark.realcluster
-def test_on_a_real_api_server_the_policy_denies_the_older_bundle_and_doctor_says_so_first(
-    kwok: KwokCluster, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_on_a_real_api_server_the_policy_denies_the_older_bundle_and_doctor_says_so_first(kwok: KwokCluster) -> None:
     for path in sorted((UPSTREAM / "gateway-api" / "v1.5.1" / "standard").glob("*.yaml")):
         kwok.kubectl("apply", "--server-side", "-f", str(path))
     kwok.kubectl("apply", "--server-side", "-f", str(SAFE_UPGRADES))
@@ -167,8 +165,8 @@ def test_on_a_real_api_server_the_policy_denies_the_older_bundle_and_doctor_says
             break
         time.sleep(0.5)
     assert denied.returncode != 0 and "before v1.5.0 is prohibited" in denied.stderr, denied.stderr
-    monkeypatch.setenv("KUBECONFIG", str(kwok.kubeconfig))
-    env = Environment(kube_factory=lambda kubeconfig, context: KubernetesApi(None, context))
+    # The kubeconfig by path: the kubernetes client reads $KUBECONFIG once, when it is first imported.
+    env = Environment(kube_factory=lambda kubeconfig, context: KubernetesApi(str(kwok.kubeconfig), context))
     tools = ToolRunner(env={**os.environ, "PATH": f"{testbin.binary('helm').parent}:{os.environ['PATH']}"})
     report = check_prerequisites(resolve_lab(LabSelection(lab="kgateway-fake-llm")), tools, kwok.context, env)
     crds = next(f for f in report.findings if f.name == "gateway-api-crds")

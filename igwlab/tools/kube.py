@@ -111,7 +111,9 @@ class KubernetesApi:
         from kubernetes.client import ApiClient, CoreV1Api
         from kubernetes.dynamic import DynamicClient
 
-        api_client: ApiClient = config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+        # $KUBECONFIG as it is now: the client reads it only once, when it is first imported.
+        config_file = kubeconfig or os.environ.get("KUBECONFIG") or None
+        api_client: ApiClient = config.new_client_from_config(config_file=config_file, context=context)  # type: ignore[no-untyped-call]
         self._dynamic = DynamicClient(  # type: ignore[no-untyped-call]
             api_client,
             cache_file=str(discovery_cache(api_client.configuration.host)),
