@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from igwlab.errors import ExitCode, PrerequisiteError
 from igwlab.lifecycle import up
@@ -89,3 +90,34 @@ def test_host_ports_read_k3ds_own_cluster_list() -> None:
         ],
     }
     assert host_ports(cluster) == {6443: [6550], 80: [8080], 8081: [8081, 8081]}
+
+
+@pytest.mark.parametrize(
+    ("listeners", "api_port", "words"),
+    [
+        (
+            [{"name": "http", "port": 80, "host_port": 6550}],
+            6550,
+            "takes host port 6550, which cluster.api_port (the Kubernetes API) already uses",
+        ),
+        (
+            [{"name": "http", "port": 80}, {"name": "alt", "port": 81, "host_port": 8080}],
+            6550,
+            "must be unique: ['8080']",
+        ),
+    ],
+)
+def test_host_ports_that_k3d_would_map_twice_are_refused_when_the_lab_is_loaded(
+    tmp_path: Path, cli: CliRunner, listeners: list[dict[str, object]], api_port: int, words: str
+) -> None:
+    from igwlab.cli.app import app
+    from igwlab.labs import load_lab
+
+    data = load_lab("agentgateway-fake-llm").model_dump(mode="json", exclude_none=True)
+    data["gateway"]["listeners"] = listeners
+    data["cluster"] = {"name": "igwlab", "api_port": api_port}
+    path = tmp_path / "lab.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = cli.invoke(app, ["plan", "--lab", str(path)])
+    assert result.exit_code == 2, result.output
+    assert words in " ".join(result.output.split())
