@@ -103,3 +103,10 @@ def test_doctor_reads_the_version_of_the_context(tmp_path: Path) -> None:
     assert kubernetes_finding(resolved, "v1.33.4+k3s1", "x").status == "ok"
     assert kubernetes_finding(resolved, "v1.31.9-gke.100", "x").status == "fail"
     assert kubernetes_finding(resolved, "v1.36.0", "x").status == "warn"
+
+
+def test_doctors_k3d_minimum_starts_every_pinned_k3s_image() -> None:
+    from igwlab.doctor import MINIMUM_VERSIONS
+
+    for image in CATALOG.k3s_images.values():
+        assert MINIMUM_VERSIONS["k3d"] >= version_tuple(image.min_k3d), image
