@@ -272,12 +272,37 @@ class Lab(_Strict):
         ):
             if len(set(values)) != len(values):
                 raise ValueError(f"{label} must be unique: {values}")
+        problems = host_port_clashes(self)
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     @property
     def route_listener(self) -> Listener:
         wanted = self.route.listener or self.gateway.listeners[0].name
         return next(listener for listener in self.gateway.listeners if listener.name == wanted)
+
+
+def host_port_clashes(lab: Lab) -> list[str]:
+    """Host ports k3d would map twice: two listeners on one host port, or a listener on the API port.
+
+    Docker refuses the second mapping of a host port, so such a lab fails only when the cluster is
+    created; this names the fields instead, when the lab is loaded.
+    """
+    problems: list[str] = []
+    seen: dict[int, str] = {lab.cluster.api_port: "cluster.api_port (the Kubernetes API)"}
+    for index, listener in enumerate(lab.gateway.listeners):
+        field = f"gateway.listeners.{index}"
+        if listener.host_port is None:
+            field += f" (port {listener.port}, mapped to host port {listener.effective_host_port} by default)"
+        else:
+            field += ".host_port"
+        port = listener.effective_host_port
+        if port in seen:
+            problems.append(f"{field} takes host port {port}, which {seen[port]} already uses")
+        else:
+            seen[port] = field
+    return problems
 
 
 def slugify(name: str) -> str:

@@ -15,7 +15,7 @@ from igwlab.doctor import DoctorReport, run_doctor
 from igwlab.errors import IgwlabError, PrerequisiteError, StepTimeoutError, UsageError
 from igwlab.mirror import Sources, resolve_sources
 from igwlab.plan import Plan, build_plan
-from igwlab.records import RunRecord, latest_run
+from igwlab.records import RunRecord, latest_run, private_file
 from igwlab.render import Rendered, render_lab, to_yaml
 from igwlab.runner import EventSink, RunResult, Worker
 from igwlab.selection import LabSelection, ResolvedLab, resolve_lab
@@ -114,6 +114,25 @@ def kube_reachable(env: Environment, context: str) -> bool:
     return True
 
 
+def check_prerequisites(
+    resolved: ResolvedLab, tools: ToolRunner, context: str | None, env: Environment | None = None
+) -> DoctorReport:
+    """`igwlab doctor`, as `up` runs it first: the machine, and the cluster the lab will use when it exists
+    (the context's, or the k3d cluster of the lab's name, whose kubeconfig is kept in the state directory)."""
+    env = env or Environment()
+    reachable = kube_reachable(env, context) if context else None
+
+    def open_kube() -> KubeApi:
+        if context is not None:
+            return env.kube_factory(None, context)
+        name = resolved.lab.cluster.name
+        path = kubeconfig_path(name)
+        private_file(path, k3d.kubeconfig(tools, name))
+        return env.kube_factory(path, None)
+
+    return run_doctor(resolved, tools, context=context, kube_reachable=reachable, open_kube=open_kube)
+
+
 def up(
     options: UpOptions,
     env: Environment | None = None,
@@ -129,8 +148,7 @@ def up(
     record = None if options.dry_run else RunRecord.create("up", resolved.lab.name)
     tools = ToolRunner(recorder=record.command if record else None, env=env.tool_env)
 
-    reachable = kube_reachable(env, options.context) if options.context else None
-    doctor = run_doctor(resolved, tools, context=options.context, kube_reachable=reachable)
+    doctor = check_prerequisites(resolved, tools, options.context, env)
     if record is not None:
         record.write_json("plan.json", plan.as_dict())
         record.write_json("doctor.json", doctor.as_dict())

@@ -34,10 +34,18 @@ class KubeApi(Protocol):
 
     def events(self, namespace: str) -> list[Manifest]: ...
 
-    def logs(self, namespace: str, pod: str, tail_lines: int = 200) -> str: ...
+    def logs(
+        self, namespace: str, pod: str, tail_lines: int = 200, container: str | None = None, previous: bool = False
+    ) -> str:
+        """The pod's log (one container's; `previous`: of its last terminated run)."""
+        ...
 
     def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
         """GET http://POD:PORT/PATH through the API server's pod proxy."""
+        ...
+
+    def server_version(self) -> str:
+        """The API server's gitVersion (`GET /version`), e.g. `v1.33.4+k3s1`."""
         ...
 
 
@@ -103,7 +111,9 @@ class KubernetesApi:
         from kubernetes.client import ApiClient, CoreV1Api
         from kubernetes.dynamic import DynamicClient
 
-        api_client: ApiClient = config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+        # $KUBECONFIG as it is now: the client reads it only once, when it is first imported.
+        config_file = kubeconfig or os.environ.get("KUBECONFIG") or None
+        api_client: ApiClient = config.new_client_from_config(config_file=config_file, context=context)  # type: ignore[no-untyped-call]
         self._dynamic = DynamicClient(  # type: ignore[no-untyped-call]
             api_client,
             cache_file=str(discovery_cache(api_client.configuration.host)),
@@ -165,8 +175,13 @@ class KubernetesApi:
         items = self._core.list_namespaced_event(namespace).items
         return [self._core.api_client.sanitize_for_serialization(item) for item in items]
 
-    def logs(self, namespace: str, pod: str, tail_lines: int = 200) -> str:
-        return str(self._core.read_namespaced_pod_log(pod, namespace, tail_lines=tail_lines, timestamps=True))
+    def logs(
+        self, namespace: str, pod: str, tail_lines: int = 200, container: str | None = None, previous: bool = False
+    ) -> str:
+        kwargs: dict[str, Any] = {"tail_lines": tail_lines, "timestamps": True, "previous": previous}
+        if container:
+            kwargs["container"] = container
+        return str(self._core.read_namespaced_pod_log(pod, namespace, **kwargs))
 
     def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
         """GET through the API server's pod proxy; when the API server refuses to proxy (it will not
@@ -198,3 +213,8 @@ class KubernetesApi:
         except httpx.HTTPError:
             return None
         return response.text if response.status_code == 200 else None
+
+    def server_version(self) -> str:
+        from kubernetes.client import VersionApi
+
+        return str(VersionApi(self._core.api_client).get_code().git_version)
