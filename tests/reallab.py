@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 
 import testbin
 from dataplane import DataPlane
-from kwokcluster import KwokCluster
+from kwokcluster import NODE_CPU, NODE_MEMORY, KwokCluster, PodFault
 from mirror_support import helm_env
 from standin import GatewayStandIn
 
@@ -72,11 +73,17 @@ class RealLab:
         data_path: bool = True,
         hold: frozenset[str] = frozenset(),
         real_sim: bool = False,
+        stages: Sequence[PodFault] = (),
+        node_cpu: str = NODE_CPU,
+        node_memory: str = NODE_MEMORY,
     ) -> Iterator[RealLab]:
         """A fresh kwok cluster; the gateway stand-in and (with `data_path`) the real data path start
-        with the first `igwlab up`, once the lab is known."""
+        with the first `igwlab up`, once the lab is known. `stages`, `node_cpu`, `node_memory`: see
+        KwokCluster.create (pods held in a fault state, nodes too small for a lab)."""
         name = f"igwlab-{uuid.uuid4().hex[:6]}"
-        cluster = KwokCluster.create(name, workdir / "kwok", nodes=nodes)
+        cluster = KwokCluster.create(
+            name, workdir / "kwok", nodes=nodes, stages=stages, node_cpu=node_cpu, node_memory=node_memory
+        )
         k8s = testbin.ensure(testbin.TOOLS[f"kubernetes-{testbin.K8S_VERSION}"])
         env = helm_env(workdir, testbin.binary("helm"), [k8s])
         env.update(
@@ -105,6 +112,9 @@ class RealLab:
 
     def igwlab(self, command: str, *args: str, timeout_s: float = 900) -> Result:
         """`igwlab COMMAND ARGS`, with `--context` and `--mirror` added where the command takes them."""
+        return self.run(command, *args, *self._extra(command, args), timeout_s=timeout_s)
+
+    def _extra(self, command: str, args: tuple[str, ...]) -> list[str]:
         extra: list[str] = []
         if command in ("up", "doctor"):
             extra += ["--context", self.cluster.context]
@@ -112,7 +122,29 @@ class RealLab:
             extra += ["--mirror", str(self.mirror)]
         if command == "up":
             self.ensure_controllers(args)
-        return self.run(command, *args, *extra, timeout_s=timeout_s)
+        return extra
+
+    def spawn(self, command: str, *args: str) -> Running:
+        """`igwlab COMMAND ARGS` started in the background (as `igwlab()` would run it), to fault the
+        cluster while it runs; `Running.finish()` waits for it."""
+        argv = [sys.executable, "-m", "igwlab", command, *args, *self._extra(command, args)]
+        process = subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return Running(["igwlab", command, *args], process, time.monotonic())
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.env["IGWLAB_STATE_DIR"])
+
+    def run_events(self, command: str = "up") -> list[dict[str, Any]]:
+        """The events of the newest `command` run record (events.jsonl), as far as written."""
+        runs = sorted((self.state_dir / "runs").glob(f"*-{command}-*"))
+        if not runs:
+            return []
+        path = runs[-1] / "events.jsonl"
+        if not path.is_file():
+            return []
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.endswith("}")]
 
     def ensure_controllers(self, args: tuple[str, ...]) -> None:
         if self.standin is not None:
@@ -183,6 +215,32 @@ class RealLab:
             check=True,
         ).stdout
         return sorted(f"{r['namespace']}/{r['name']}" for r in json.loads(out or "[]"))
+
+
+@dataclass
+class Running:
+    """An igwlab command running in the background."""
+
+    argv: list[str]
+    process: subprocess.Popen[str]
+    started: float
+
+    def finish(self, timeout_s: float = 900) -> Result:
+        try:
+            stdout, stderr = self.process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            stdout, stderr = self.process.communicate()
+            raise AssertionError(f"{' '.join(self.argv)} still ran after {timeout_s:.0f}s:\n{stdout}\n{stderr}") from None
+        return Result(self.argv, self.process.returncode, stdout, stderr)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
 
 
 def resolve_from_args(args: tuple[str, ...]) -> ResolvedLab:
