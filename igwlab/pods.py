@@ -98,7 +98,55 @@ def _trouble(kube: KubeApi, pod: Manifest) -> PodTrouble | None:
     scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
     if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
         return _unschedulable(kube, pod, str(scheduled.get("message") or ""))
-    return None
+    return _not_ready(kube, pod, statuses)
+
+
+def _not_ready(kube: KubeApi, pod: Manifest, statuses: list[dict[str, Any]]) -> PodTrouble | None:
+    """A pod that is not Ready for a cause no kubelet reason above names: a container still waiting
+    (ContainerCreating, RunContainerError...) or running with a readiness probe that fails. Never
+    certain (a slow start looks the same); the kubelet's last Warning event about the pod says why."""
+    name = pod["metadata"]["name"]
+    namespace = pod["metadata"].get("namespace", "")
+    status = pod.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    if ready is None or ready.get("status") == "True":
+        return None
+    waiting = [
+        (c, (c.get("state") or {}).get("waiting") or {}) for c in statuses if (c.get("state") or {}).get("waiting")
+    ]
+    warning = _last_warning(kube, namespace, name)
+    said = f"; last event {warning['reason']}: {warning['message']}" if warning else ""
+    if waiting:
+        container, state = waiting[0]
+        reason = str(state.get("reason") or "Waiting")
+        message = str(state.get("message") or "").strip()
+        detail = f"container {container.get('name')} is waiting" + (f": {message}" if message else "") + said
+        fix = f"`kubectl describe pod -n {namespace} {name}` shows what the kubelet waits for"
+        return PodTrouble(name, reason, detail, fix, False)
+    unready = [str(c.get("name")) for c in statuses if not c.get("ready")]
+    cause = f" ({ready['reason']})" if ready.get("reason") else ""
+    detail = f"container {', '.join(unready) or 'of the pod'} running but not Ready{cause}{said}"
+    return PodTrouble(
+        name,
+        "Ready=False",
+        detail,
+        f"its readiness probe fails: `kubectl describe pod -n {namespace} {name}` and `kubectl logs -n {namespace} "
+        f"{name}` say why; a model server that is still loading needs a longer --timeout",
+        False,
+    )
+
+
+def _last_warning(kube: KubeApi, namespace: str, pod: str) -> dict[str, str] | None:
+    """The newest Warning event about the pod (reason and message), e.g. `Unhealthy: Readiness probe failed: ...`."""
+    try:
+        events = kube.events(namespace, involved_object=pod)
+    except Exception:  # events are a help, not a need: the pod's own status still says something
+        return None
+    warnings = [e for e in events if e.get("type") == "Warning" and e.get("message")]
+    if not warnings:
+        return None
+    newest = max(warnings, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+    return {"reason": str(newest.get("reason") or "Warning"), "message": str(newest["message"]).strip()[:300]}
 
 
 def _spec_image(pod: Manifest, container: str | None) -> str:

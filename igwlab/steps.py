@@ -20,6 +20,7 @@ import yaml
 from igwlab import gates as g
 from igwlab.errors import IgwlabError, StepTimeoutError
 from igwlab.mirror import Sources, normalize_image
+from igwlab.namespaces import is_terminating, wait_namespaces_gone
 from igwlab.plan import Plan, Step
 from igwlab.records import RunRecord, private_file
 from igwlab.render import HelmRelease, Rendered, to_yaml
@@ -230,7 +231,8 @@ class StepAction:
                 raise StepTimeoutError(
                     f"step {self.step.id}: gave up after {self.ctx.timeout_s:.0f}s waiting for {gate.describe()}",
                     why=f"last seen: {state.detail}",
-                    fix="`igwlab diagnose` collects events, logs and object status; fix the cause and re-run "
+                    fix=(state.fix + "; " if state.fix else "")
+                    + "`igwlab diagnose` collects events, logs and object status; fix the cause and re-run "
                     "`igwlab up`, which continues where it stopped (raise --timeout for slow image pulls)",
                 )
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
@@ -322,6 +324,7 @@ class StepAction:
         teardown removes what igwlab made and never a namespace that was there before (`helm
         --create-namespace` would make an unlabelled one that nothing removes)."""
         kube = self.ctx.kube()
+        self._wait_terminating(kube, namespace)
         if kube.get("v1", "Namespace", namespace) is None:
             kube.apply(
                 {
@@ -373,7 +376,18 @@ class StepAction:
             self._ensure_litellm_key(kube)
         for obj in self.ctx.rendered.objects_for(self.step.id):
             self._check_cancel()
+            if obj.kind == "Namespace":
+                self._wait_terminating(kube, obj.name)
             kube.apply(obj.manifest)
+
+    def _wait_terminating(self, kube: KubeApi, namespace: str) -> None:
+        """A namespace still being deleted (a teardown not finished, or stuck on a finalizer) accepts no new
+        objects and is gone once deleted: wait for it to go, then make it anew; name what holds it at the
+        timeout (exit 4)."""
+        if is_terminating(kube.get("v1", "Namespace", namespace)):
+            wait_namespaces_gone(
+                kube, [namespace], self.ctx.timeout_s, self.ctx.poll_s, cancelled=self._check_cancel, retry="igwlab up"
+            )
 
     def _ensure_litellm_key(self, kube: KubeApi) -> None:
         """A random master key, made once and kept: re-runs must not lock out existing clients."""

@@ -324,7 +324,10 @@ conditions:
   reason: ContainersNotReady
   type: ContainersReady
 hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
-podIP: {{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}
+podIP: """ + (
+    '{{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) '
+    '( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}'
+) + """
 startTime: {{ $now | Quote }}
 containerStatuses:
 {{ range .spec.containers }}

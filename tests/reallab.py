@@ -231,7 +231,8 @@ class Running:
         except subprocess.TimeoutExpired:
             self.process.kill()
             stdout, stderr = self.process.communicate()
-            raise AssertionError(f"{' '.join(self.argv)} still ran after {timeout_s:.0f}s:\n{stdout}\n{stderr}") from None
+            command = " ".join(self.argv)
+            raise AssertionError(f"{command} still ran after {timeout_s:.0f}s:\n{stdout}\n{stderr}") from None
         return Result(self.argv, self.process.returncode, stdout, stderr)
 
     def elapsed(self) -> float:

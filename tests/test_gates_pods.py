@@ -123,6 +123,36 @@ def test_a_first_crash_is_reported_but_waited_on() -> None:
     assert not state.ok and not state.failed and "CrashLoopBackOff" in state.detail
 
 
+def test_a_pod_running_but_not_ready_is_named_with_its_failing_probe_and_waited_on() -> None:
+    pod = f"{EPP}-7d9f8b6c5-x2x8q"
+    unhealthy = {
+        "type": "Warning",
+        "reason": "Unhealthy",
+        "message": "Readiness probe failed: HTTP probe failed with statuscode: 503",
+        "involvedObject": {"kind": "Pod", "name": pod},
+        "lastTimestamp": "2026-01-01T00:00:05Z",
+    }
+    older = {**unhealthy, "message": "Readiness probe failed: connection refused"}
+    older["lastTimestamp"] = "2026-01-01T00:00:01Z"
+    cluster = _cluster(pod_events={pod: [older, unhealthy]})
+    not_ready = {"type": "Ready", "status": "False", "reason": "ContainersNotReady"}
+    cluster.apply(_pod({"restartCount": 0, "state": {"running": {}}}, conditions=[not_ready], phase="Running"))
+    state = _check(cluster)
+    assert not state.ok and not state.failed
+    assert f"pod {pod}: Ready=False" in state.detail and "ContainersNotReady" in state.detail
+    assert "Readiness probe failed: HTTP probe failed with statuscode: 503" in state.detail
+    assert "readiness probe" in state.fix
+
+
+def test_a_container_waiting_for_a_reason_igwlab_does_not_know_is_quoted() -> None:
+    waiting = {"reason": "RunContainerError", "message": "failed to start: exec format error"}
+    cluster = _cluster()
+    not_ready = {"type": "Ready", "status": "False", "reason": "ContainersNotReady"}
+    cluster.apply(_pod({"restartCount": 0, "state": {"waiting": waiting}}, conditions=[not_ready]))
+    state = _check(cluster)
+    assert not state.failed and "RunContainerError" in state.detail and "exec format error" in state.detail
+
+
 def test_an_image_that_cannot_be_pulled_names_the_image_and_the_reason() -> None:
     waiting = {
         "reason": "ImagePullBackOff",

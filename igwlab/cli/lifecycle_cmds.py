@@ -172,10 +172,19 @@ def teardown(
         ),
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds the deleted namespaces may take to finish terminating; past it, exit 4 naming what "
+            "holds them.",
+            min=1,
+        ),
+    ] = 180,
     json_output: JsonOption = False,
 ) -> None:
     """Remove the lab: delete its k3d cluster, or on an existing cluster (--context at `up`) remove
-    only what the lab created, in reverse order; CRDs stay unless --crds."""
+    only what the lab created, in reverse order, and wait until its namespaces are gone; CRDs stay
+    unless --crds."""
     from igwlab.lifecycle import TeardownOptions, current_lab
     from igwlab.lifecycle import teardown as run_teardown
     from igwlab.state import current_lab_file, read_current_lab
@@ -201,7 +210,7 @@ def teardown(
                 f"teardown would delete {target}", why="it asks first, and no terminal can answer", fix="pass --yes"
             )
         typer.confirm(f"Delete {target}?", abort=True)
-    removed = run_teardown(TeardownOptions(crds=crds), on_event=lambda line: stderr().print(line))
+    removed = run_teardown(TeardownOptions(crds=crds, timeout_s=timeout), on_event=lambda line: stderr().print(line))
     if json_output:
         print_json({"lab": current.resolved.lab.name, "removed": removed, "note": None})
         return

@@ -94,6 +94,7 @@ class FakeCluster:
     pod_endpoints: dict[str, str] = field(default_factory=dict)
     kubernetes_version: str = ""  # what GET /version reports; the stack's k3s version when empty
     pod_logs: dict[str, str] = field(default_factory=dict)
+    pod_events: dict[str, list[Manifest]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.kubernetes_version:
@@ -162,8 +163,12 @@ class FakeCluster:
                     del self._objects[other]
             return self._objects.pop(key, None) is not None
 
-    def events(self, namespace: str) -> list[Manifest]:
-        return [{"type": "Normal", "reason": "Scheduled", "message": f"fake event in {namespace}"}]
+    def events(self, namespace: str, involved_object: str | None = None) -> list[Manifest]:
+        """`pod_events` (pod name -> events) where a test set them, else one Normal event of the namespace."""
+        if involved_object is not None:
+            return list(self.pod_events.get(involved_object, []))
+        found = [event for events in self.pod_events.values() for event in events]
+        return found or [{"type": "Normal", "reason": "Scheduled", "message": f"fake event in {namespace}"}]
 
     def logs(
         self, namespace: str, pod: str, tail_lines: int = 200, container: str | None = None, previous: bool = False

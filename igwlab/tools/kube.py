@@ -32,7 +32,9 @@ class KubeApi(Protocol):
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool: ...
 
-    def events(self, namespace: str) -> list[Manifest]: ...
+    def events(self, namespace: str, involved_object: str | None = None) -> list[Manifest]:
+        """The namespace's events (core/v1 Event), only those about the object of that name when given."""
+        ...
 
     def logs(
         self, namespace: str, pod: str, tail_lines: int = 200, container: str | None = None, previous: bool = False
@@ -182,8 +184,9 @@ class KubernetesApi:
             return False
         return True
 
-    def events(self, namespace: str) -> list[Manifest]:
-        items = self._core.list_namespaced_event(namespace).items
+    def events(self, namespace: str, involved_object: str | None = None) -> list[Manifest]:
+        selector = f"involvedObject.name={involved_object}" if involved_object else None
+        items = self._core.list_namespaced_event(namespace, field_selector=selector).items
         return [self._core.api_client.sanitize_for_serialization(item) for item in items]
 
     def logs(
