@@ -107,6 +107,12 @@ class PrerequisiteError(IgwlabError):
     code = "prerequisites"
 
 
+class ClusterUnreachableError(IgwlabError):
+    """The Kubernetes API server stopped answering while a command used it (refused, reset or silent)."""
+
+    code = "cluster-unreachable"
+
+
 class StepTimeoutError(IgwlabError):
     exit_code = ExitCode.TIMEOUT
     code = "timeout"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from igwlab.doctor import DoctorReport, run_doctor
-from igwlab.errors import IgwlabError, PrerequisiteError, UsageError
+from igwlab.errors import ClusterUnreachableError, IgwlabError, PrerequisiteError, UsageError
 from igwlab.mirror import Sources, resolve_sources
 from igwlab.namespaces import wait_namespaces_gone
 from igwlab.plan import Plan, build_plan
@@ -506,7 +506,7 @@ def _remove_release_namespaces(
 
 
 def diagnose(out: Path | None, env: Environment | None = None) -> Path:
-    """A tar.gz with the last run record, cluster events, object dumps, pod logs and Helm status."""
+    """A tar.gz with the last run record, events, object and pod dumps, pod logs and Helm status."""
     env = env or Environment()
     data = read_current_lab()
     run = Path(data["run"]) if data and data.get("run") else latest_run("up")
@@ -528,18 +528,39 @@ def diagnose(out: Path | None, env: Environment | None = None) -> Path:
 
 
 def _add_cluster_dump(archive: tarfile.TarFile, env: Environment, notes: list[str]) -> None:
+    """Events of every namespace the lab uses, the lab's objects and every pod as the API server has them,
+    each pod's logs (of the last terminated run too, for a container that restarted), Helm status. One
+    part the cluster refuses (a log of a container that never started) is noted in its place, never the
+    end of the bundle."""
     current = current_lab()
     kube = current.kube(env)
     namespace = current.resolved.lab.namespace
-    _add_text(archive, "cluster/events.yaml", to_yaml(kube.events(namespace)))
+    namespaces = sorted({namespace} | {release.namespace for release in current.rendered.releases})
+
+    def add(name: str, read: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        try:
+            text = str(read(*args, **kwargs))
+        except ClusterUnreachableError:
+            raise
+        except Exception as error:  # this part only: the rest of the bundle still explains a lot
+            text = f"not available: {_api_message(error)}\n"
+            notes.append(f"{name}: {text.strip()}")
+        _add_text(archive, name, text)
+
+    for ns in namespaces:
+        add(f"cluster/events/{ns}.yaml", lambda ns: to_yaml(kube.events(ns)), ns)
     for obj in current.rendered.objects:
         live = kube.get(obj.api_version, obj.kind, obj.name, obj.namespace)
         _add_text(archive, f"cluster/objects/{obj.kind}-{obj.name}.yaml", to_yaml(live) if live else "missing\n")
-    namespaces = {namespace} | {release.namespace for release in current.rendered.releases}
-    for ns in sorted(namespaces):
+    for ns in namespaces:
         for pod in kube.list_objects("v1", "Pod", ns):
             name = pod["metadata"]["name"]
-            _add_text(archive, f"cluster/logs/{ns}/{name}.log", kube.logs(ns, name))
+            _add_text(archive, f"cluster/pods/{ns}/{name}.yaml", to_yaml(pod))
+            add(f"cluster/logs/{ns}/{name}.log", kube.logs, ns, name)
+            for container in (pod.get("status") or {}).get("containerStatuses") or []:
+                if int(container.get("restartCount") or 0) > 0:
+                    previous = f"cluster/logs/{ns}/{name}.{container['name']}.previous.log"
+                    add(previous, kube.logs, ns, name, container=container["name"], previous=True)
     tools = ToolRunner(env=env.tool_env)
     for release in current.rendered.releases:
         result = tools.run(
@@ -548,7 +569,21 @@ def _add_cluster_dump(archive: tarfile.TarFile, env: Environment, notes: list[st
             check=False,
         )
         _add_text(archive, f"helm/{release.name}.txt", result.stdout + result.stderr)
-    notes.append(f"lab {current.resolved.lab.name}; namespaces {', '.join(sorted(namespaces))}")
+    notes.append(f"lab {current.resolved.lab.name}; namespaces {', '.join(namespaces)}")
+
+
+def _api_message(error: Exception) -> str:
+    """The API server's own words for a refused request (the `message` of its Status body), e.g.
+    `container "vllm-sim" in pod "x" is waiting to start: CrashLoopBackOff`; else the error in one line."""
+    body = getattr(error, "body", None)
+    if isinstance(body, str | bytes):
+        try:
+            said = json.loads(body).get("message")
+        except (ValueError, AttributeError):
+            said = None
+        if said:
+            return f"{getattr(error, 'status', '')} {said}".strip()
+    return f"{type(error).__name__}: {' '.join(str(error).split())[:500]}"
 
 
 def _add_text(archive: tarfile.TarFile, name: str, text: str) -> None:

@@ -350,8 +350,14 @@ def troubleshooting_page() -> str:
     out.append(
         "\n## When `igwlab up` fails\n\nThe message names the object and its last condition. "
         "`igwlab diagnose` writes a tar.gz with the run record (every k3d and helm command with its "
-        "output), cluster events, the lab's objects, pod logs and Helm status. Fix the cause and run "
-        "`igwlab up` again: it continues where it stopped.\n"
+        "output), the events of the lab's namespaces, the lab's objects and pods as the cluster has them, pod "
+        "logs and Helm status. Fix the cause and run "
+        "`igwlab up` again: it continues where it stopped. An API server that stops answering (refused, or "
+        "silent for 30 s) ends any command at once with exit 1, naming the server; a pod that cannot start "
+        "(CrashLoopBackOff, an image that does not exist, a missing Secret, requests no node can hold) ends "
+        "`up` at once with exit 1, naming the pod and its reason; what may still clear (a failing readiness "
+        "probe, a Gateway not Programmed, a namespace still Terminating) is waited for until `--timeout`, "
+        "then exit 4 with its last state.\n"
     )
     return "".join(out)
 

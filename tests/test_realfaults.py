@@ -11,12 +11,14 @@ which `hold` keeps from ever programming the Gateway.
 from __future__ import annotations
 
 import json
+import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kwokcluster import PodFault
 from reallab import RealLab, Result
 
@@ -31,6 +33,21 @@ def no_traceback(result: Result) -> None:
     assert "Traceback" not in result.stderr and "unexpected" not in result.stderr, result.output
 
 
+def failure(result: Result, exit_code: int) -> dict[str, Any]:
+    """The `error` of a command's --json envelope, after checking the exit code and that no traceback
+    reached the user; `text` joins message, why and hint (what the terminal shows, unwrapped)."""
+    no_traceback(result)
+    assert result.returncode == exit_code, result.output
+    error = dict(result.json()["error"])
+    assert error["exit_code"] == exit_code, error
+    error["text"] = " ".join(str(error[key] or "") for key in ("message", "why", "hint"))
+    return error
+
+
+def step_event(lab: RealLab, step: str, kind: str, command: str = "up") -> dict[str, Any]:
+    return next(e for e in lab.run_events(command) if e["step"] == step and e["kind"] == kind)
+
+
 def wait_event(lab: RealLab, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 300) -> dict[str, Any]:
     """The first event of the running `up`'s record that matches, waiting for it to be written."""
     deadline = time.monotonic() + timeout_s
@@ -40,6 +57,54 @@ def wait_event(lab: RealLab, predicate: Callable[[dict[str, Any]], bool], timeou
                 return event
         time.sleep(0.1)
     raise AssertionError(f"no such event within {timeout_s:.0f}s: {lab.run_events()}")
+
+
+# -- the API server going away mid-`up` -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["stopped", "paused"])
+def test_the_api_server_going_away_mid_up_ends_it_clearly_and_a_rerun_resumes(
+    fault: str, real_mirror: Path, tmp_path: Path
+) -> None:
+    """`stopped`: the API server is killed (connections refused); `paused`: SIGSTOP, so it keeps its
+    connections and answers nothing, as a hung or cut-off API server does."""
+    # The stand-in holds the HTTPRoute un-reconciled, so `up` is sure to be waiting in the route step
+    # (every Helm release installed, the pods up) when the API server goes.
+    with RealLab.start(tmp_path, real_mirror, hold=frozenset({"HTTPRoute"})) as lab:
+        running = lab.spawn("up", "--lab", SIM_LAB, "--timeout", "300", "--json")
+        try:
+            wait_event(lab, lambda e: e["step"] == "route" and e["kind"] == "wait")
+            if fault == "stopped":
+                lab.cluster.stop_component("kube-apiserver")
+            else:
+                lab.cluster.pause_component("kube-apiserver")
+            gone = time.monotonic()
+            up = running.finish(timeout_s=300)
+            took = time.monotonic() - gone
+        finally:
+            running.stop()
+            lab.cluster.resume_component("kube-apiserver")
+        error = failure(up, FAILED_EXIT)
+        assert error["code"] == "cluster-unreachable", error
+        assert error["message"].startswith("the Kubernetes API server at https://127.0.0.1:"), error
+        assert error["message"].endswith("does not answer"), error
+        if fault == "stopped":
+            assert "Connection refused" in error["why"], error
+        else:
+            assert "no answer within 30s" in error["why"], error
+        assert "`igwlab up` continues where it stopped" in error["hint"], error
+        assert took < 120, f"up took {took:.0f}s to notice the API server was gone"
+
+        if fault == "stopped":
+            lab.cluster.start()
+        assert lab.standin is not None
+        lab.standin.hold = frozenset()
+        again = lab.igwlab("up", "--lab", SIM_LAB, "--timeout", "180", "--json")
+        assert again.returncode == 0, again.output + lab.diagnostics()
+        steps = {step["step"]: step["status"] for step in again.json()["data"]["steps"]}
+        assert steps["workload"] == steps["pool"] == steps["gateway"] == "skipped", steps
+        # The route is done by whichever comes first: the stand-in let go, or this run's wait.
+        assert steps["route"] in ("done", "skipped") and steps["warmup"] == "done", steps
 
 
 # -- pods that never get Ready -------------------------------------------------------------------------
@@ -63,16 +128,17 @@ def test_pods_that_never_get_ready_are_named_with_their_reason(
     fault = PodFault(state, ("app", "fakellm"), said)  # type: ignore[arg-type]
     timeout = 60 if exit_code == FAILED_EXIT else 15
     with RealLab.start(tmp_path, real_mirror, data_path=False, stages=[fault]) as lab:
-        up = lab.igwlab("up", "--lab", SIM_LAB, "--timeout", str(timeout), timeout_s=600)
-        no_traceback(up)
-        assert up.returncode == exit_code, up.output
-        assert "pod fakellm-" in up.stderr and f": {reason}: " in up.stderr and said in up.stderr, up.output
-        assert "Deployment/igwlab/fakellm Available" in up.stderr, up.output
-        failed = next(e for e in lab.run_events() if e["step"] == "workload" and e["kind"] == "failed")
+        up = lab.igwlab("up", "--lab", SIM_LAB, "--timeout", str(timeout), "--json", timeout_s=600)
+        error = failure(up, exit_code)
+        assert "Deployment/igwlab/fakellm Available" in error["message"], error
+        assert "pod fakellm-" in error["why"] and f": {reason}: " in error["why"] and said in error["why"], error
+        failed = step_event(lab, "workload", "failed")
         if exit_code == FAILED_EXIT:
+            assert "cannot happen as things are" in error["message"], error
             assert failed["duration_s"] < timeout / 2, f"waited on a certain cause: {failed}"
         else:
-            assert failed["duration_s"] >= timeout and "gave up after" in up.stderr, failed
+            assert f"gave up after {timeout}s" in error["message"] and failed["duration_s"] >= timeout, failed
+            assert "readiness probe" in error["hint"], error
 
 
 # -- a Gateway its controller never programs -------------------------------------------------------------
@@ -82,13 +148,11 @@ def test_a_gateway_never_programmed_times_out_naming_the_gateway_and_its_conditi
     real_mirror: Path, tmp_path: Path
 ) -> None:
     with RealLab.start(tmp_path, real_mirror, data_path=False, hold=frozenset({"Gateway"})) as lab:
-        up = lab.igwlab("up", "--lab", SIM_LAB, "--timeout", "15", timeout_s=600)
-        no_traceback(up)
-        assert up.returncode == TIMEOUT_EXIT, up.output
-        error = up.stderr[up.stderr.index("error:") :]
-        assert "gave up after 15s waiting for Gateway/igwlab/inference-gateway Programmed" in error, up.output
+        up = lab.igwlab("up", "--lab", SIM_LAB, "--timeout", "15", "--json", timeout_s=600)
+        error = failure(up, TIMEOUT_EXIT)
+        assert "gave up after 15s waiting for Gateway/igwlab/inference-gateway Programmed" in error["message"], error
         # The Gateway API CRD's own default status, as no controller ever touched it.
-        assert 'Programmed=Unknown (Pending): "Waiting for controller"' in error, up.output
+        assert 'Programmed=Unknown (Pending): "Waiting for controller"' in error["why"], error
 
 
 # -- a namespace stuck Terminating -----------------------------------------------------------------------
@@ -111,19 +175,16 @@ def test_a_namespace_stuck_terminating_is_named_by_teardown_and_by_up_and_clears
         lab.cluster.kubectl("apply", "-f", "-", stdin=json.dumps(holder))
 
         down = lab.run("teardown", "--yes", "--timeout", "15", "--json", timeout_s=300)
-        no_traceback(down)
-        assert down.returncode == TIMEOUT_EXIT, down.output
-        error = down.json()["error"]
+        error = failure(down, TIMEOUT_EXIT)
         assert error["message"] == "namespace igwlab is still Terminating after 15s", error
         assert f"finalizers remaining: {HOLD}" in error["why"] and "kubectl patch" in error["hint"], error
         assert lab.releases() == [], "teardown stopped before it removed the releases"
 
         started = time.monotonic()
-        again = lab.igwlab("up", "--lab", SIM_LAB, "--timeout", "15", timeout_s=300)
-        no_traceback(again)
-        assert again.returncode == TIMEOUT_EXIT, again.output
-        assert "namespace igwlab is still Terminating after 15s" in again.stderr, again.output
-        assert HOLD in again.stderr and "then run `igwlab up` again" in again.stderr, again.output
+        again = lab.igwlab("up", "--lab", SIM_LAB, "--timeout", "15", "--json", timeout_s=300)
+        error = failure(again, TIMEOUT_EXIT)
+        assert error["message"] == "namespace igwlab is still Terminating after 15s", error
+        assert HOLD in error["why"] and "then run `igwlab up` again" in error["hint"], error
         assert time.monotonic() - started < 120, "up waited on the Terminating namespace past its timeout"
 
         # Once the finalizer is gone the namespace goes, and `up` makes it anew.
@@ -141,13 +202,66 @@ def test_a_vllm_replica_no_node_can_hold_names_the_pod_and_the_schedulers_reason
 ) -> None:
     # vLLM on CPU asks 12 CPUs a replica; these nodes have 4 (the EPP and the provider fit).
     with RealLab.start(tmp_path, real_mirror, data_path=False, node_cpu="4", node_memory="16Gi") as lab:
-        up = lab.igwlab("up", "--lab", "agentgateway-vllm-cpu", "--timeout", "120", timeout_s=600)
-        no_traceback(up)
-        assert up.returncode == FAILED_EXIT, up.output
-        error = up.stderr[up.stderr.index("error:") :]
-        assert "Deployment/igwlab/vllm-qwen2-5-1-5b Available" in error and "cannot happen as things are" in error
-        assert "pod vllm-qwen2-5-1-5b-" in error and ": Unschedulable: not scheduled: 0/2 nodes are available" in error
-        assert "Insufficient cpu" in error, up.output
-        assert "the pod requests cpu 12" in error and "cpu 4" in error, up.output
-        failed = next(e for e in lab.run_events() if e["step"] == "workload" and e["kind"] == "failed")
+        up = lab.igwlab("up", "--lab", "agentgateway-vllm-cpu", "--timeout", "120", "--json", timeout_s=600)
+        error = failure(up, FAILED_EXIT)
+        assert "Deployment/igwlab/vllm-qwen2-5-1-5b Available" in error["message"], error
+        assert "cannot happen as things are" in error["message"], error
+        assert "pod vllm-qwen2-5-1-5b-" in error["why"] and ": Unschedulable: not scheduled: 0/2 nodes" in error["why"]
+        assert "Insufficient cpu" in error["why"], error
+        assert "the pod requests cpu 12" in error["why"] and "cpu 4," in error["why"], error
+        failed = step_event(lab, "workload", "failed")
         assert failed["duration_s"] < 60, f"waited on requests no node can hold: {failed}"
+
+
+# -- diagnose on the real cluster ---------------------------------------------------------------------
+
+
+def test_diagnose_bundles_real_events_and_dumps_of_the_pods_in_a_fault_state(real_mirror: Path, tmp_path: Path) -> None:
+    said = "flag provided but not defined: -bogus"
+    fault = PodFault("CrashLoopBackOff", ("app", "fakellm"), said)
+    with RealLab.start(tmp_path, real_mirror, data_path=False, stages=[fault]) as lab:
+        up = lab.igwlab("up", "--lab", SIM_LAB, "--timeout", "60", "--json", timeout_s=600)
+        failure(up, FAILED_EXIT)
+        bundle = tmp_path / "diagnose.tar.gz"
+        diagnosed = lab.run("diagnose", "--out", str(bundle), "--json")
+        no_traceback(diagnosed)
+        assert diagnosed.returncode == 0 and diagnosed.json()["data"]["path"] == str(bundle), diagnosed.output
+        with tarfile.open(bundle) as archive:
+            files = {
+                member.name: archive.extractfile(member).read().decode()  # type: ignore[union-attr]
+                for member in archive.getmembers()
+                if member.isfile()
+            }
+    assert "cluster not reachable" not in files["NOTES.txt"], files["NOTES.txt"]
+    # Events the real scheduler and the (kwok) kubelet wrote about the lab's pods.
+    events = yaml.safe_load(files["cluster/events/igwlab.yaml"])
+    about = {
+        (e.get("reportingComponent") or e["source"].get("component"), e["reason"], e["involvedObject"]["name"])
+        for e in events
+    }
+    dumped = [yaml.safe_load(text) for name, text in files.items() if name.startswith("cluster/pods/igwlab/")]
+    pods = [pod for pod in dumped if pod["metadata"]["labels"].get("app") == "fakellm"]
+    names = {pod["metadata"]["name"] for pod in pods}
+    assert len(names) == 3, sorted(files)
+    scheduled = {name for component, reason, name in about if (component, reason) == ("default-scheduler", "Scheduled")}
+    assert names <= scheduled, sorted(about, key=str)
+    assert any(e["reason"] == "BackOff" and e["type"] == "Warning" for e in events), events
+    # The Deployment as the API server has it, and every pod with the state it is stuck in.
+    deployment = yaml.safe_load(files["cluster/objects/Deployment-fakellm.yaml"])
+    assert deployment["status"]["unavailableReplicas"] == 3, deployment["status"]
+    for pod in pods:
+        container = pod["status"]["containerStatuses"][0]
+        assert container["state"]["waiting"]["reason"] == "CrashLoopBackOff", container
+        assert container["lastState"]["terminated"]["message"] == said, container
+    # Every pod of the lab's namespaces has a log entry: the log, or why the cluster gave none.
+    logs = [
+        name for name in files if name.startswith("cluster/logs/igwlab/") and name.split("/")[3].split(".")[0] in names
+    ]
+    assert len(logs) == 3 + 3, sorted(files)  # and of the last run of each restarted container
+    # kwok keeps no container logs, as a kubelet keeps none of a container that never started: the
+    # API server's refusal stands in the log's place, and the bundle goes on.
+    for name in logs:
+        assert files[name].startswith("not available: 400 ") or files[name].strip(), files[name]
+    assert "lab agentgateway-fake-llm; namespaces agentgateway-system, igwlab" in files["NOTES.txt"]
+    # Helm's word on each release of the lab (up may have stopped before it installed them).
+    assert {"helm/fakellm-pool.txt", "helm/agentgateway.txt"} <= set(files), sorted(files)

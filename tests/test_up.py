@@ -126,7 +126,7 @@ def test_a_gate_that_never_holds_times_out_naming_the_object(tmp_path: Path) -> 
         names = archive.getnames()
     assert any(name.endswith("commands.jsonl") for name in names)
     assert "cluster/objects/Deployment-fakellm-pool-epp.yaml" in names
-    assert any(name.startswith("helm/") for name in names) and "cluster/events.yaml" in names
+    assert any(name.startswith("helm/") for name in names) and "cluster/events/igwlab.yaml" in names
 
 
 def test_missing_prerequisites_exit_3_within_seconds_and_create_nothing(tmp_path: Path) -> None:
@@ -393,3 +393,43 @@ def test_doctor_warns_when_vllm_downloads_from_hugging_face_without_a_token(
         assert "export HF_TOKEN" in finding.fix
     sim = run_doctor(resolve_lab(LabSelection(lab="agentgateway-fake-llm")), tools)
     assert not [f for f in sim.findings if f.name == "hf-token"], "the simulator downloads nothing"
+
+
+def _kubeconfig(tmp_path: Path, port: int) -> Path:
+    path = tmp_path / "kubeconfig"
+    cluster = {"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}
+    context = {"name": "ctx", "context": {"cluster": "c", "user": "u"}}
+    config = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster], "contexts": [context]}
+    path.write_text(json.dumps({**config, "users": [{"name": "u", "user": {}}], "current-context": "ctx"}))
+    return path
+
+
+def test_an_api_server_that_refuses_or_hangs_is_named_not_waited_on_for_ever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real socket that refuses, then one that accepts and never answers (a hung or SIGSTOPped API
+    server): ClusterUnreachableError naming the server, within the request timeout, not a hang."""
+    import socket
+
+    from igwlab.errors import ClusterUnreachableError
+    from igwlab.tools import kube as kube_module
+
+    monkeypatch.setattr(kube_module, "REQUEST_TIMEOUT", (1.0, 1.0))
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        refused = free.getsockname()[1]
+    with pytest.raises(ClusterUnreachableError) as caught:
+        kube_module.KubernetesApi(str(_kubeconfig(tmp_path, refused)), "ctx").list_objects("v1", "Namespace")
+    assert caught.value.what == f"the Kubernetes API server at http://127.0.0.1:{refused} does not answer"
+    assert "Connection refused" in str(caught.value.why) and caught.value.exit_code == ExitCode.FAILED
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        started = time.monotonic()
+        with pytest.raises(ClusterUnreachableError) as caught:
+            kube_module.KubernetesApi(str(_kubeconfig(tmp_path, silent.getsockname()[1])), "ctx").get(
+                "v1", "Namespace", "igwlab"
+            )
+        assert time.monotonic() - started < 15
+    assert "no answer within 1s" in str(caught.value.why)

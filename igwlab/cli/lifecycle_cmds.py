@@ -273,7 +273,8 @@ def diagnose(
     json_output: JsonOption = False,
 ) -> None:
     """Bundle what explains a failure into a tar.gz: the last run record (plan, events, every tool
-    command and its output), cluster events, the lab's objects, pod logs and Helm status."""
+    command and its output), the events of the lab's namespaces, the lab's objects and its pods as
+    the cluster has them, pod logs (a restarted container's last run too) and Helm status."""
     from igwlab.lifecycle import diagnose as run_diagnose
 
     path = run_diagnose(out)

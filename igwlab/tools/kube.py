@@ -8,15 +8,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
+from igwlab.errors import ClusterUnreachableError
 from igwlab.state import state_dir
 
 FIELD_MANAGER = "igwlab"
 Manifest = dict[str, Any]
+# Every request to the API server: seconds to connect, seconds to wait for the answer. A healthy API server
+# answers in well under a second; one that says nothing for this long is hung, and igwlab says so.
+REQUEST_TIMEOUT = (10.0, 30.0)
+# Connection attempts (a restarting API server refuses for a moment), 0.5 s, 1 s, 2 s apart; a request
+# sent but not answered is not repeated (an apply may have happened).
+CONNECT_RETRIES = 3
 
 
 class KubeApi(Protocol):
@@ -105,17 +114,67 @@ def _atomic_discoverer() -> type:
     return AtomicDiscoverer
 
 
+def _bound_requests(api_client: Any) -> None:
+    """Give every request of this client REQUEST_TIMEOUT unless its caller set one (the client's default is
+    to wait for ever, so a hung API server would hang igwlab), and turn a failure to reach the API server
+    into ClusterUnreachableError naming it."""
+    import urllib3
+
+    # urllib3 logs each connection retry as a warning, which would reach the user's terminal as noise.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+    rest = api_client.rest_client
+    send = rest.request
+    host = api_client.configuration.host
+
+    def request(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        try:
+            return send(*args, _request_timeout=_request_timeout or REQUEST_TIMEOUT, **kwargs)
+        except urllib3.exceptions.HTTPError as error:
+            raise unreachable(host, error) from error
+
+    rest.request = request
+
+
+def unreachable(host: str, error: Exception) -> ClusterUnreachableError:
+    """What a user reads when the API server at `host` refused, reset or did not answer a request."""
+    import urllib3
+
+    cause: Any = error.reason if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason else error
+    # NewConnectionError (refused, no route) is a TimeoutError subclass in urllib3 2, for history's sake.
+    refused = isinstance(cause, urllib3.exceptions.NewConnectionError)
+    if isinstance(cause, urllib3.exceptions.TimeoutError) and not refused:
+        why = f"no answer within {REQUEST_TIMEOUT[1]:.0f}s" if "read" in str(cause).lower() else "connecting timed out"
+        why += " (the API server is hung, overloaded or cut off)"
+    else:
+        # "<urllib3.connection.HTTPSConnection object at 0x7f..>: Failed to establish ... refused" -> the words
+        why = re.sub(r"^<[^>]*>:\s*", "", str(cause)).strip() or type(cause).__name__
+    return ClusterUnreachableError(
+        f"the Kubernetes API server at {host} does not answer",
+        why=why[:300],
+        fix="check that the cluster is running (`kubectl cluster-info`, `kubectl get nodes`); once it answers, "
+        "run the same igwlab command again: `igwlab up` continues where it stopped",
+    )
+
+
 class KubernetesApi:
     """KubeApi on the official client's dynamic API (imported only when a cluster is used)."""
 
     def __init__(self, kubeconfig: str | None = None, context: str | None = None) -> None:
         from kubernetes import config
-        from kubernetes.client import ApiClient
+        from kubernetes.client import ApiClient, Configuration
         from kubernetes.dynamic import DynamicClient
+        from urllib3 import Retry
 
         # $KUBECONFIG as it is now: the client reads it only once, when it is first imported.
         config_file = kubeconfig or os.environ.get("KUBECONFIG") or None
-        api_client: ApiClient = config.new_client_from_config(config_file=config_file, context=context)  # type: ignore[no-untyped-call]
+        configuration = Configuration()
+        configuration.retries = Retry(
+            total=CONNECT_RETRIES, connect=CONNECT_RETRIES, read=0, status=0, backoff_factor=0.5, raise_on_status=False
+        )
+        api_client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=config_file, context=context, client_configuration=configuration
+        )
+        _bound_requests(api_client)
         self._dynamic = DynamicClient(  # type: ignore[no-untyped-call]
             api_client,
             cache_file=str(discovery_cache(api_client.configuration.host)),
