@@ -119,7 +119,13 @@ class DeploymentAvailable(Gate):
 
     def check(self, kube: KubeApi) -> GateState:
         label = f"Deployment {self.namespace}/{self.name}"
-        return _deployment_state(kube, kube.get("apps/v1", "Deployment", self.name, self.namespace), label)
+        deployment = kube.get("apps/v1", "Deployment", self.name, self.namespace)
+        scaled = int(((deployment or {}).get("spec") or {}).get("replicas", 1))
+        if deployment is not None and self.replicas and scaled < self.replicas:
+            # Scaled down by someone else (kubectl scale, another field manager): not the lab as written,
+            # so the step is not done and `up` applies the lab's count again.
+            return GateState(False, f"{label}: spec.replicas is {scaled}, the lab asks for {self.replicas}")
+        return _deployment_state(kube, deployment, label)
 
 
 @dataclass(frozen=True)

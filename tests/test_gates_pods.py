@@ -330,3 +330,20 @@ def test_doctor_counts_the_epp_overrides(tmp_path: Path) -> None:
 
 def test_doctor_is_content_with_a_lab_that_fits(tmp_path: Path) -> None:
     assert _doctor_resources(tmp_path).status == "ok"
+
+
+def test_a_workload_scaled_below_the_labs_count_is_not_done_so_up_applies_it_again() -> None:
+    cluster = FakeCluster(load_catalog().stack_for("agentgateway"))
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "fakellm", "namespace": NS},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "fakellm"}}},
+    }
+    cluster.apply(deployment)
+    state = g.DeploymentAvailable(NS, "fakellm", 3).check(cluster)
+    assert not state.ok and "spec.replicas is 1, the lab asks for 3" in state.detail
+    assert g.DeploymentAvailable(NS, "fakellm").check(cluster).ok  # no count of its own: the spec's
+    cluster.apply({**deployment, "spec": {**deployment["spec"], "replicas": 5}})
+    assert g.DeploymentAvailable(NS, "fakellm", 3).check(cluster).ok  # scaled up by hand: more than asked is fine

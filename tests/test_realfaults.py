@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kwokcluster import PodFault
+from kwokcluster import ClusterError, PodFault
 from reallab import RealLab, Result
 
 pytestmark = pytest.mark.realcluster
@@ -265,3 +265,65 @@ def test_diagnose_bundles_real_events_and_dumps_of_the_pods_in_a_fault_state(rea
     assert "lab agentgateway-fake-llm; namespaces agentgateway-system, igwlab" in files["NOTES.txt"]
     # Helm's word on each release of the lab (up may have stopped before it installed them).
     assert {"helm/fakellm-pool.txt", "helm/agentgateway.txt"} <= set(files), sorted(files)
+
+
+# -- a field another manager owns --------------------------------------------------------------------
+
+OTHER_MANAGER = "ops-team"
+
+
+def managers_of(obj: dict[str, Any], *path: str) -> set[str]:
+    """The field managers whose managedFields (fieldsV1) hold `path`, e.g. ("f:spec", "f:replicas")."""
+    found = set()
+    for entry in obj["metadata"].get("managedFields") or []:
+        node = entry.get("fieldsV1") or {}
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
+            found.add(entry["manager"])
+    return found
+
+
+def test_a_field_another_manager_took_is_taken_back_by_up_and_the_rest_left_alone(
+    real_mirror: Path, tmp_path: Path
+) -> None:
+    with RealLab.start(tmp_path, real_mirror) as lab:
+        up = lab.igwlab("up", "--lab", SIM_LAB, "--timeout", "180")
+        assert up.returncode == 0, up.output + lab.diagnostics()
+
+        def deployment() -> dict[str, Any]:
+            return dict(
+                json.loads(
+                    lab.cluster.kubectl(
+                        "get", "deployment", "fakellm", "-n", "igwlab", "-o", "json", "--show-managed-fields"
+                    )
+                )
+            )
+
+        # Another manager scales the lab's workload down and notes itself on it (server-side apply, forced,
+        # as an operator's script or an autoscaler would).
+        theirs = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "fakellm", "namespace": "igwlab", "annotations": {"ops.example/owner": "ops"}},
+            "spec": {"replicas": 1},
+        }
+        lab.cluster.kubectl("apply", "--server-side", "--force-conflicts", f"--field-manager={OTHER_MANAGER}",
+                            "-f", "-", stdin=json.dumps(theirs))  # fmt: skip
+        assert managers_of(deployment(), "f:spec", "f:replicas") == {OTHER_MANAGER}
+        # The field is really theirs now: igwlab's apply of it without force is a conflict.
+        ours = {**theirs, "metadata": {"name": "fakellm", "namespace": "igwlab"}, "spec": {"replicas": 3}}
+        with pytest.raises(ClusterError, match=f'conflict with "{OTHER_MANAGER}".*\\.spec\\.replicas'):
+            lab.cluster.kubectl("apply", "--server-side", "--dry-run=server", "--field-manager=igwlab",
+                                "-f", "-", stdin=json.dumps(ours))  # fmt: skip
+
+        again = lab.igwlab("up", "--lab", SIM_LAB, "--timeout", "180", "--json")
+        assert again.returncode == 0, again.output + lab.diagnostics()
+        steps = {step["step"]: step["status"] for step in again.json()["data"]["steps"]}
+        assert steps["workload"] == "done", f"the lab's 3 replicas were not restored: {steps}"
+        after = deployment()
+        assert after["spec"]["replicas"] == 3 and after["status"]["readyReplicas"] == 3, after["status"]
+        assert managers_of(after, "f:spec", "f:replicas") == {"igwlab"}, after["metadata"]["managedFields"]
+        # What igwlab does not write stays as the other manager set it, and theirs.
+        assert after["metadata"]["annotations"]["ops.example/owner"] == "ops"
+        assert managers_of(after, "f:metadata", "f:annotations", "f:ops.example/owner") == {OTHER_MANAGER}
