@@ -278,6 +278,13 @@ class CurrentLab:
     def context(self) -> str | None:
         return self.data.get("context")
 
+    def is_lab(self, reference: str) -> bool:
+        """Whether `reference` (a preset name or a lab file path, as `--lab` takes) names this lab."""
+        if reference == self.resolved.lab.name:
+            return True
+        recorded = self.data.get("lab_file")
+        return bool(recorded) and Path(reference).expanduser().resolve() == Path(recorded)
+
     def kube(self, env: Environment) -> KubeApi:
         kubeconfig = self.data.get("kubeconfig")
         return env.kube_factory(Path(kubeconfig) if kubeconfig else None, self.context)

@@ -218,7 +218,7 @@ def top(
         from igwlab.lifecycle import Environment, current_lab
 
         current = current_lab()
-        if lab and lab != current.resolved.lab.name:
+        if lab and not current.is_lab(lab):
             raise UsageError(
                 f"lab {lab} is not the lab that is up ({current.resolved.lab.name})",
                 fix="drop --lab, or pass --url for each model server",

@@ -35,9 +35,11 @@ class VerifyOptions:
 
 
 def resolve_target(options: VerifyOptions) -> tuple[str, str]:
-    """(lab reference, gateway URL) from the flags, else from what `up` recorded."""
+    """(lab reference, gateway URL) from the flags, else from what `up` recorded: the lab file `up` was
+    given (a lab file's name need not be a preset's), else the preset's name."""
     current = read_current_lab() or {}
-    lab = options.lab or current.get("lab") or f"{DEFAULT_PROVIDER}{PRESET_SUFFIX}"
+    recorded = current.get("lab_file") or current.get("lab")
+    lab = options.lab or recorded or f"{DEFAULT_PROVIDER}{PRESET_SUFFIX}"
     url = options.url or current.get("url")
     if not url:
         raise UsageError(
