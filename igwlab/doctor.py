@@ -13,12 +13,13 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from igwlab.errors import IgwlabError
 from igwlab.selection import ResolvedLab
 from igwlab.tools.k3d import list_clusters
 from igwlab.tools.proc import CommandTimeoutError, ToolRunner
 from igwlab.tools.versions import format_version, parse_version
 
-Status = Literal["ok", "warn", "fail"]
+Status = Literal["ok", "warn", "fail", "skip"]
 MINIMUM_VERSIONS = {"k3d": (5, 6, 0), "helm": (3, 14, 0), "kubectl": (1, 28, 0)}
 VERSION_COMMANDS = {
     "k3d": ["k3d", "version"],
@@ -84,26 +85,43 @@ def _gib(quantity: str) -> float:
     return float(quantity) / GIB
 
 
+K3D_ONLY = ("k3d", "docker", "resources", "architecture", "ports")
+
+
 def run_doctor(
-    resolved: ResolvedLab, tools: ToolRunner, *, context: str | None = None, kube_reachable: bool | None = None
+    resolved: ResolvedLab,
+    tools: ToolRunner,
+    *,
+    context: str | None = None,
+    kube_reachable: bool | None = None,
+    kube_problem: str | None = None,
 ) -> DoctorReport:
+    """Every check, in a fixed order; one that does not apply or cannot run is `skip` with the reason."""
     report = DoctorReport(lab=resolved.lab.name, mode="context" if context else "k3d")
     needs = LabNeeds.of(resolved)
     add = report.findings.append
+
+    def skip(names: tuple[str, ...], reason: str) -> None:
+        for name in names:
+            add(Finding(name, "skip", reason))
+
     for tool in ("helm", "kubectl") if context else ("k3d", "helm", "kubectl"):
         add(_tool_finding(tools, tool))
     if context:
-        if kube_reachable is not None:
+        if kube_reachable is None:
+            add(Finding("cluster", "skip", f"context {context} was not checked"))
+        elif kube_reachable:
+            add(Finding("cluster", "ok", f"context {context} answers"))
+        else:
             add(
-                Finding("cluster", "ok", f"context {context} answers")
-                if kube_reachable
-                else Finding(
+                Finding(
                     "cluster",
                     "fail",
-                    f"the API server of context {context} does not answer",
-                    "check `kubectl --context " + context + " get nodes`",
+                    kube_problem or f"the API server of context {context} does not answer",
+                    f"check `kubectl --context {context} get nodes`; `kubectl config get-contexts` lists the contexts",
                 )
             )
+        skip(K3D_ONLY, f"not needed: --context {context} uses an existing cluster")
         return report
     docker = _docker_info(tools)
     if docker is None:
@@ -116,6 +134,7 @@ def run_doctor(
                 "or use an existing cluster with --context",
             )
         )
+        skip(("resources", "architecture", "cluster", "ports"), "not checked: they ask Docker, which is not reachable")
         return report
     add(Finding("docker", "ok", f"Docker {docker.get('ServerVersion', '?')} on {docker.get('OperatingSystem', '?')}"))
     add(_resources_finding(docker, needs))
@@ -123,6 +142,7 @@ def run_doctor(
     existing = _existing_cluster(tools, resolved.lab.cluster.name)
     if existing:
         add(Finding("cluster", "ok", f"k3d cluster {resolved.lab.cluster.name} exists; up will reuse it"))
+        add(Finding("ports", "skip", "not checked: the existing cluster already holds its host ports"))
     else:
         add(Finding("cluster", "ok", f"no k3d cluster named {resolved.lab.cluster.name} yet; up will create it"))
         add(_ports_finding(needs.host_ports))
@@ -141,6 +161,8 @@ def _tool_finding(tools: ToolRunner, tool: str) -> Finding:
         result = tools.run(VERSION_COMMANDS[tool], timeout=20, check=False)
     except CommandTimeoutError:
         return Finding(tool, "fail", f"`{tool} version` hung", f"reinstall {tool}")
+    except IgwlabError as error:  # on PATH but cannot be started
+        return Finding(tool, "fail", error.what, error.fix or f"reinstall {tool}")
     text = result.stdout
     if tool == "kubectl":
         with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
@@ -163,7 +185,7 @@ def _docker_info(tools: ToolRunner) -> dict[str, Any] | None:
         return None
     try:
         result = tools.run(["docker", "info", "--format", "{{json .}}"], timeout=20, check=False)
-    except CommandTimeoutError:
+    except (CommandTimeoutError, IgwlabError):
         return None
     try:
         info = json.loads(result.stdout)

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from igwlab.doctor import DoctorReport, run_doctor
-from igwlab.errors import IgwlabError, PrerequisiteError, UsageError
+from igwlab.errors import CannotWriteError, IgwlabError, PrerequisiteError, UsageError
+from igwlab.labs import with_cluster_name
 from igwlab.plan import Plan, build_plan
 from igwlab.records import RunRecord, latest_run
 from igwlab.render import Rendered, render_lab, to_yaml
 from igwlab.runner import EventSink, RunResult, Worker
 from igwlab.selection import LabSelection, ResolvedLab, resolve_lab
-from igwlab.state import current_lab_file, read_current_lab
+from igwlab.state import current_lab_file, ensure_writable, read_current_lab
 from igwlab.steps import Fetch, KubeFactory, UpContext, kubeconfig_path
 from igwlab.tools import k3d, portforward
 from igwlab.tools.kube import KubeApi, KubernetesApi
@@ -74,12 +75,11 @@ class UpResult:
 
 
 def prepare(selection: LabSelection, cluster: str | None, context: str | None) -> tuple[ResolvedLab, Rendered, Plan]:
+    if context is not None and not context.strip():
+        raise UsageError("--context is empty", fix="name a context from `kubectl config get-contexts`")
     resolved = resolve_lab(selection)
-    if cluster:
-        lab = resolved.lab
-        resolved = replace(
-            resolved, lab=lab.model_copy(update={"cluster": lab.cluster.model_copy(update={"name": cluster})})
-        )
+    if cluster is not None:
+        resolved = replace(resolved, lab=with_cluster_name(resolved.lab, cluster))
     rendered = render_lab(resolved)
     return resolved, rendered, build_plan(rendered, context=context)
 
@@ -96,12 +96,19 @@ def prerequisites_error(doctor: DoctorReport, *, dry_run: bool = False) -> Prere
     )
 
 
-def kube_reachable(env: Environment, context: str) -> bool:
+def context_problem(env: Environment, context: str) -> str | None:
+    """None when the API server of `context` answers; else what is wrong (no such context, no DNS, refused)."""
     try:
         env.kube_factory(None, context).list_objects("v1", "Namespace")
-    except Exception:
-        return False
-    return True
+    except Exception as error:
+        from igwlab.tools.kube import explain_kube_error
+
+        return explain_kube_error(error, context)
+    return None
+
+
+def kube_reachable(env: Environment, context: str) -> bool:
+    return context_problem(env, context) is None
 
 
 def up(
@@ -114,11 +121,19 @@ def up(
     env = env or Environment()
     started = time.perf_counter()
     resolved, rendered, plan = prepared or prepare(options.selection, options.cluster, options.context)
+    if not options.dry_run:
+        ensure_writable()
     record = None if options.dry_run else RunRecord.create("up", resolved.lab.name)
     tools = ToolRunner(recorder=record.command if record else None, env=env.tool_env)
 
-    reachable = kube_reachable(env, options.context) if options.context else None
-    doctor = run_doctor(resolved, tools, context=options.context, kube_reachable=reachable)
+    problem = context_problem(env, options.context) if options.context else None
+    doctor = run_doctor(
+        resolved,
+        tools,
+        context=options.context,
+        kube_reachable=problem is None if options.context else None,
+        kube_problem=problem,
+    )
     if record is not None:
         record.write_json("plan.json", plan.as_dict())
         record.write_json("doctor.json", doctor.as_dict())
@@ -334,6 +349,7 @@ def teardown(
     env = env or Environment()
     say = on_event or (lambda _: None)
     current = current_lab()
+    ensure_writable()
     record = RunRecord.create("teardown", current.resolved.lab.name)
     tools = ToolRunner(recorder=record.command, env=env.tool_env)
     removed: list[str] = []
@@ -404,7 +420,14 @@ def diagnose(out: Path | None, env: Environment | None = None) -> Path:
     run = Path(data["run"]) if data and data.get("run") else latest_run("up")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = out or Path(f"igwlab-diagnose-{stamp}.tar.gz")
-    with tarfile.open(target, "w:gz") as archive:
+    try:
+        archive_file = tarfile.open(target, "w:gz")  # noqa: SIM115 - closed by the with below; only opening may fail here
+    except OSError as error:
+        raise CannotWriteError(
+            f"cannot write {target}: {error.strerror or error}",
+            fix="pass --out with a file in a directory you can write, e.g. --out /tmp/igwlab-diagnose.tar.gz",
+        ) from None
+    with archive_file as archive:
         if run is not None and run.is_dir():
             archive.add(run, arcname=f"run/{run.name}")
         notes: list[str] = []

@@ -16,7 +16,8 @@ from typing import Any
 import jinja2
 import yaml
 
-from igwlab.errors import CatalogError
+from igwlab import yamlio
+from igwlab.errors import CatalogError, InvalidLabError
 from igwlab.labs import Backend, Lab
 from igwlab.resources import data_dir
 from igwlab.selection import ResolvedLab
@@ -147,7 +148,7 @@ def render_template_text(template: str, context: dict[str, Any]) -> str:
 def _render_objects(step: str, template: str, context: dict[str, Any]) -> list[KubeObject]:
     text = render_template_text(template, context)
     try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc]
+        documents = [doc for doc in yamlio.load_all(text) if doc]
     except yaml.YAMLError as exc:
         raise CatalogError(f"template {template} produced invalid YAML: {exc}") from exc
     return [KubeObject(step=step, template=template, manifest=doc) for doc in documents]
@@ -597,17 +598,41 @@ def render_lab(resolved: ResolvedLab) -> Rendered:
 
     objects += _render_objects("gateway", "gateway/gateway.yaml.j2", context)
     objects += _render_objects("route", "gateway/httproute.yaml.j2", context)
+    _refuse_duplicates(lab, objects, releases)
     return Rendered(resolved=resolved, crd_bundles=tuple(crd_bundles), releases=tuple(releases), objects=tuple(objects))
+
+
+def _refuse_duplicates(lab: Lab, objects: list[KubeObject], releases: list[HelmRelease]) -> None:
+    """Two rendered objects (or Helm releases) with one kind, namespace and name: the second would
+    overwrite the first. labs.py names the fields behind the usual clashes; this catches the rest."""
+    seen: dict[tuple[str, str, str], str] = {}
+    problems: list[str] = []
+    for kind, namespace, name, made_by in [
+        *((obj.kind, obj.namespace or "", obj.name, obj.template) for obj in objects),
+        *(("Helm release", release.namespace, release.name, release.chart) for release in releases),
+    ]:
+        key = (kind, namespace, name)
+        if key in seen:
+            problems.append(
+                f"{kind} {'/'.join(p for p in (namespace, name) if p)} comes from {seen[key]} and {made_by}"
+            )
+        seen.setdefault(key, made_by)
+    if problems:
+        raise InvalidLabError(
+            f"lab {lab.name} would create the same object twice:\n" + "\n".join(f"  - {p}" for p in problems),
+            why="the second would overwrite the first, so one part of the lab would silently not exist",
+            fix="rename the lab field behind one of them (names of the workload, pool, models, gateway or route)",
+        )
 
 
 # -- output -----------------------------------------------------------------------------------
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(yamlio.SafeDumper):
     """Block-style YAML; multi-line strings (such as EPP configs) as literal blocks."""
 
 
-def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+def _str_representer(dumper: yamlio.SafeDumper, value: str) -> yaml.ScalarNode:
     style = "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 

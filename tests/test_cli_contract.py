@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import envelope, invoke, json_data
 from typer.testing import CliRunner
 
@@ -110,3 +111,197 @@ def test_the_process_exit_code_and_stdout_in_a_real_process(tmp_path: Path) -> N
     assert result.returncode == 2, result.stderr
     assert json.loads(result.stdout)["error"]["code"] == "usage"
     assert "Traceback" not in result.stderr
+
+
+# -- URLs are checked up front -------------------------------------------------------------------
+
+BAD_URLS = [
+    ("http://127.0.0.1:99999", "port that is not a number from 1 to 65535"),
+    ("http://127.0.0.1:http", "port that is not a number"),
+    ("http://127.0.0.1:0", "port 0"),
+    ("http://[::1", "not a valid URL"),
+    ("http://[::zz]:80", "not a valid URL"),
+    ("localhost:8080", "is not an http(s) URL"),
+    ("ftp://host", "is not an http(s) URL"),
+    ("http://", "has no host"),
+    ("http://exa mple.com", "spaces or control characters"),
+    ("http://host/?a=1", "query or fragment"),
+    ("", "is empty"),
+]
+
+
+@pytest.mark.parametrize(("url", "expected"), BAD_URLS)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["verify", "--url"],
+        ["verify", "--url", "http://127.0.0.1:9", "--litellm-url"],
+        ["load", "--rps", "1", "--duration", "1s", "--url"],
+        ["top", "--once", "--url"],
+    ],
+)
+def test_a_url_igwlab_cannot_use_is_refused_up_front(
+    cli: CliRunner, command: list[str], url: str, expected: str
+) -> None:
+    result = invoke(cli, *command, url, "--json")
+    assert result.exit_code == ExitCode.USAGE, (command, url, result.stdout, result.stderr)
+    parsed = envelope(result, command[0])
+    assert expected in parsed["error"]["message"] or expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_top_url_names_are_checked_too(cli: CliRunner) -> None:
+    result = invoke(cli, "top", "--once", "--url", "pod-a=http://127.0.0.1:99999")
+    assert result.exit_code == ExitCode.USAGE and "pod-a" in result.stderr
+
+
+def test_load_without_a_url_talks_about_load(cli: CliRunner) -> None:
+    result = invoke(cli, "load", "--rps", "1")
+    assert result.exit_code == ExitCode.USAGE
+    assert "no gateway URL for load" in result.stderr and "verify" not in result.stderr.split("next:")[0]
+
+
+def test_a_broken_url_recorded_by_up_is_named_as_such(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IGWLAB_STATE_DIR", str(tmp_path))
+    (tmp_path / "current.json").write_text(json.dumps({"lab": "kgateway-fake-llm", "url": "http://[::1"}))
+    result = invoke(cli, "verify")
+    assert result.exit_code == ExitCode.USAGE and "the URL `up` recorded" in result.stderr
+
+
+# -- places that cannot be written -----------------------------------------------------------------
+
+
+def test_render_and_diagnose_into_a_place_that_cannot_be_written(cli: CliRunner, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for args in (["render", "--out", str(blocker / "out")], ["diagnose", "--out", str(blocker / "d.tar.gz")]):
+        result = invoke(cli, *args, "--json")
+        assert result.exit_code == ExitCode.USAGE, (args, result.stderr)
+        parsed = envelope(result, args[0])
+        assert parsed["error"]["code"] == "cannot-write" and "cannot write" in result.stderr
+
+
+def test_an_unwritable_state_directory_stops_up_before_anything_happens(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from igwlab.testing.faketools import FakeTools
+
+    tools = FakeTools.install(tmp_path / "fake")
+    monkeypatch.setenv("PATH", tools.env()["PATH"])
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("IGWLAB_STATE_DIR", str(blocker / "state"))
+    result = invoke(cli, "up", "--provider", "kgateway")
+    assert result.exit_code == ExitCode.USAGE and "cannot write $IGWLAB_STATE_DIR" in result.stderr
+    assert not [c for c in tools.calls("k3d") if c[1:3] == ["cluster", "create"]]
+
+
+# -- exit codes that mean what they say ------------------------------------------------------------
+
+
+def test_load_exits_1_when_no_request_succeeded(cli: CliRunner) -> None:
+    from igwlab.sim.process import running_sim
+
+    with running_sim() as sim:
+        closed = sim.url
+    result = invoke(
+        cli, "load", "--lab", "kgateway-fake-llm", "--url", closed, "--rps", "5", "--duration", "0.5s", "--json"
+    )
+    assert result.exit_code == ExitCode.FAILED, result.stderr
+    parsed = envelope(result, "load")
+    assert parsed["error"]["code"] == "checks-failed" and "no request succeeded" in parsed["error"]["message"]
+    assert parsed["data"]["succeeded"] == 0 and parsed["data"]["requests"] > 0
+
+
+def test_top_once_exits_1_when_every_target_failed(cli: CliRunner) -> None:
+    from igwlab.sim.process import running_sim
+
+    with running_sim() as sim:
+        closed = sim.url
+    result = invoke(cli, "top", "--once", "--json", "--url", f"a={closed}", "--url", f"b={closed}")
+    assert result.exit_code == ExitCode.FAILED
+    parsed = envelope(result, "top")
+    assert {pod["pod"] for pod in parsed["data"]["pods"]} == {"a", "b"}
+
+
+def test_up_dry_run_reports_missing_prerequisites_as_not_ok(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from igwlab.testing.faketools import FakeTools
+
+    tools = FakeTools.install(tmp_path / "fake")
+    monkeypatch.setenv("PATH", tools.env()["PATH"])
+    tools.configure(docker_info=None)
+    result = invoke(cli, "up", "--dry-run", "--json")
+    assert result.exit_code == ExitCode.PREREQUISITES
+    parsed = envelope(result, "up")
+    assert parsed["error"]["code"] == "prerequisites" and "Docker" in parsed["error"]["message"]
+    assert parsed["data"]["dry_run"] is True
+    human = invoke(cli, "up", "--dry-run")
+    assert human.exit_code == ExitCode.PREREQUISITES and "nothing was changed" in human.stdout
+
+
+def test_up_json_without_docker_prints_the_envelope_with_exit_3(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from igwlab.testing.faketools import FakeTools
+
+    tools = FakeTools.install(tmp_path / "fake")
+    monkeypatch.setenv("PATH", tools.env()["PATH"])
+    tools.configure(docker_info=None)
+    result = invoke(cli, "up", "--provider", "kgateway", "--json")
+    assert result.exit_code == ExitCode.PREREQUISITES
+    assert envelope(result, "up")["error"]["code"] == "prerequisites"
+
+
+def test_doctor_shows_every_check_and_why_one_was_skipped(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from igwlab.testing.faketools import FakeTools
+
+    tools = FakeTools.install(tmp_path / "fake")
+    monkeypatch.setenv("PATH", tools.env()["PATH"])
+    tools.configure(docker_info=None)
+    result = invoke(cli, "doctor", "--json")
+    findings = {f["name"]: f for f in envelope(result, "doctor")["data"]["findings"]}
+    assert set(findings) == {"k3d", "helm", "kubectl", "docker", "resources", "architecture", "cluster", "ports"}
+    assert findings["resources"]["status"] == "skip" and "Docker" in findings["resources"]["detail"]
+
+
+def test_a_missing_context_is_named_with_the_contexts_there_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from igwlab.lifecycle import Environment, context_problem
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "lab-a", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "lab-a",
+            }
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    missing = context_problem(Environment(), "lab-b")
+    assert missing == "no context lab-b in your kubeconfig; contexts: lab-a"
+    refused = context_problem(Environment(), "lab-a")
+    assert refused is not None and "nothing accepts connections" in refused and "127.0.0.1:9" in refused
+
+
+def test_the_kube_error_names_a_host_that_does_not_resolve() -> None:
+    from igwlab.tools.kube import explain_kube_error
+
+    error = RuntimeError(
+        "HTTPSConnectionPool(host='api.nowhere.invalid', port=6443): Max retries exceeded "
+        "(Caused by NameResolutionError(\"Failed to resolve 'api.nowhere.invalid' "
+        '([Errno -2] Name or service not known)"))'
+    )
+    text = explain_kube_error(error, "prod")
+    assert "does not resolve" in text and "api.nowhere.invalid:6443" in text and "accepts connections" not in text

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 import typer
 
@@ -66,7 +66,66 @@ def stdout() -> Console:
 def stderr() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, color_system=None if _styles_off() else "auto")
+    return Console(stderr=True, highlight=False, soft_wrap=True, color_system=None if _styles_off() else "auto")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: `name` cells (names, URLs, statuses, numbers) are never wrapped or cut; `note`
+    cells fold to the width that is left."""
+
+    header: str
+    kind: Literal["name", "note"] = "name"
+    justify: Literal["left", "right"] = "left"
+
+
+def print_table(
+    columns: list[Column], rows: list[list[Any]], title: str | None = None, console: Console | None = None
+) -> None:
+    """Rows as a table when the terminal is wide enough to show every name whole; otherwise one
+    block per row (`name`, then `header: value` lines), so no name or URL is ever split or cut.
+    Cells are strings or rich Text, never markup."""
+    from rich.cells import cell_len
+    from rich.table import Table
+    from rich.text import Text
+
+    console = console or stdout()
+    cells = [[cell if isinstance(cell, Text) else Text(str(cell)) for cell in row] for row in rows]
+    # Names need their whole length; notes their longest word (they wrap at spaces, so no word is split).
+    widths = [
+        max(
+            [
+                cell_len(column.header),
+                *(
+                    cell_len(row[i].plain)
+                    if column.kind == "name"
+                    else max(map(cell_len, row[i].plain.split() or [""]))
+                    for row in cells
+                ),
+            ]
+        )
+        for i, column in enumerate(columns)
+    ]
+    if sum(widths) + 3 * len(columns) + 1 <= console.width:
+        table = Table(title=title, title_justify="left")
+        for column in columns:
+            if column.kind == "name":
+                table.add_column(column.header, no_wrap=True, justify=column.justify)
+            else:
+                table.add_column(column.header, overflow="fold", justify=column.justify)
+        for row in cells:
+            table.add_row(*row)
+        console.print(table)
+        return
+    if title:
+        console.print(Text(title, style="italic"))
+    for row in cells:
+        heading = row[0].copy()
+        heading.stylize("bold")
+        console.print(heading, soft_wrap=True)
+        for column, cell in zip(columns[1:], row[1:], strict=True):
+            if cell.plain:
+                console.print(Text.assemble(f"  {column.header}: ", cell), soft_wrap=True)
 
 
 P = ParamSpec("P")

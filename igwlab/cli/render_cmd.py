@@ -14,6 +14,7 @@ from igwlab.cli.options import (
     ProviderOption,
     WithOption,
     WorkloadOption,
+    examples,
     lab_selection,
 )
 from igwlab.cli.output import handle_errors, print_json, stderr
@@ -27,8 +28,14 @@ OutOption = Annotated[
         "instead of printing the objects to stdout.",
         show_default=False,
         file_okay=False,
+        metavar="DIR",
     ),
 ]
+RENDER_EXAMPLES = examples(
+    "igwlab render --lab kgateway-fake-llm",
+    "igwlab render --provider istio --out out/",
+    "igwlab render --lab kv-cache-aware --json",
+)
 
 
 @handle_errors

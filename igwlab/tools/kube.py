@@ -59,6 +59,46 @@ def describe_condition(cond: Manifest | None, kind: str) -> str:
     return text
 
 
+def explain_kube_error(error: BaseException, context: str | None) -> str:
+    """What went wrong reaching a cluster, in a user's terms: a missing context is not a dead API server,
+    and a host that does not resolve is not a refused connection."""
+    text = str(error)
+    where = f"context {context}" if context else "the current context"
+    if "Expected object with name" in text and "contexts" in text:
+        return f"no context {context} in your kubeconfig; contexts: {', '.join(kubeconfig_contexts()) or 'none'}"
+    if "No configuration found" in text or "Invalid kube-config file" in text:
+        return f"no usable kubeconfig for {where} (KUBECONFIG, else ~/.kube/config): {text[:200]}"
+    host = _quoted_host(text)
+    server = f" ({host})" if host else ""
+    if "NameResolutionError" in text or "Name or service not known" in text or "nodename nor servname" in text:
+        return f"the API server of {where}{server} does not resolve: check the server address in the kubeconfig"
+    if "Connection refused" in text:
+        return f"nothing accepts connections at the API server of {where}{server}"
+    status = getattr(error, "status", None)
+    if status in (401, 403):
+        reason = getattr(error, "reason", "")
+        return f"the API server of {where} refuses the kubeconfig's credentials ({status} {reason})"
+    return f"the API server of {where} does not answer: {type(error).__name__}: {text[:200]}"
+
+
+def _quoted_host(text: str) -> str:
+    import re
+
+    match = re.search(r"host='([^']+)', port=(\d+)", text)
+    return f"{match.group(1)}:{match.group(2)}" if match else ""
+
+
+def kubeconfig_contexts() -> list[str]:
+    """The context names of the kubeconfig the client reads ($KUBECONFIG, else ~/.kube/config)."""
+    try:
+        from kubernetes import config
+
+        contexts, _ = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+    except Exception:  # no kubeconfig at all
+        return []
+    return sorted(str(c.get("name")) for c in contexts or [])
+
+
 class KubernetesApi:
     """KubeApi on the official client's dynamic API (imported only when a cluster is used)."""
 

@@ -21,7 +21,7 @@ from igwlab.render import BASE_MODEL_HEADER
 from igwlab.tools.kube import KubeApi
 from igwlab.verify import stats
 from igwlab.verify.engine import Engine, Observation
-from igwlab.verify.hints import first_failure, hint_for, summarize_outcomes
+from igwlab.verify.hints import first_failure, hint_for, personalize, printable, summarize_outcomes
 from igwlab.verify.report import CheckResult
 
 COMPLETIONS = "/v1/completions"
@@ -101,7 +101,7 @@ async def gateway_reachable(ctx: CheckContext) -> CheckResult:
     observation, attempts = await ctx.engine.wait_until_answering(COMPLETIONS, _completion_body(ctx), ctx.wait_s)
     ctx.remember([observation])
     data = {"attempts": attempts, "status": observation.status}
-    if observation.error in ("connect", "timeout", "protocol"):
+    if observation.error in ("dns", "connect", "timeout", "protocol"):
         waited = f" after {attempts} attempts in {ctx.wait_s:.0f}s" if attempts > 1 else ""
         hint = hint_for(observation)
         if ctx.wait_s == 0:
@@ -165,7 +165,7 @@ async def chat_completion(ctx: CheckContext) -> CheckResult:
 async def streaming(ctx: CheckContext) -> CheckResult:
     observation = await ctx.engine.stream(CHAT, _chat_body(ctx))
     ctx.remember([observation])
-    if observation.status != 200 or observation.error in ("connect", "timeout", "protocol", "bad-json"):
+    if observation.status != 200 or observation.error in ("dns", "connect", "timeout", "protocol", "bad-json"):
         if not observation.stream_chunks:
             return _failed_request("streaming", observation, "streamed chat")
         stalled = (
@@ -400,7 +400,7 @@ async def unknown_model(ctx: CheckContext) -> CheckResult:
             "Something answers any model name: a catch-all rewrite, or a server that ignores `model`.",
             data=data,
         )
-    if observation.error in ("timeout", "connect", "protocol"):
+    if observation.error in ("timeout", "dns", "connect", "protocol"):
         return CheckResult(
             "unknown-model",
             "fail",
@@ -542,6 +542,8 @@ async def run_checks(ctx: CheckContext) -> list[CheckResult]:
         results.append(await _timed(litellm_route, ctx))
     for name in CLUSTER_CHECKS:
         results.append(await cluster_check(ctx, name))
+    for result in results:  # the lab's own names in hints; server bytes escaped
+        result.detail, result.hint = printable(result.detail), personalize(result.hint, ctx.lab)
     return results
 
 

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import os
 from dataclasses import dataclass, replace
-from urllib.parse import urlparse
 
 from igwlab import gates as g
 from igwlab.errors import IgwlabError, UsageError
@@ -15,6 +14,7 @@ from igwlab.labs import DEFAULT_PROVIDER, PRESET_SUFFIX, Lab
 from igwlab.lifecycle import Environment, current_lab
 from igwlab.selection import LabSelection, resolve_lab
 from igwlab.state import current_lab_file, read_current_lab
+from igwlab.urls import check_url
 from igwlab.verify.checks import CheckContext, ClusterAccess, run_checks
 from igwlab.verify.engine import Engine
 from igwlab.verify.report import Report
@@ -32,22 +32,21 @@ class VerifyOptions:
     litellm_key: str | None = None
 
 
-def resolve_target(options: VerifyOptions) -> tuple[str, str]:
-    """(lab reference, gateway URL) from the flags, else from what `up` recorded."""
+def resolve_target(options: VerifyOptions, command: str = "verify") -> tuple[str, str]:
+    """(lab reference, gateway URL) from the flags, else from what `up` recorded; the URL checked up front."""
     current = read_current_lab() or {}
     lab = options.lab or current.get("lab") or f"{DEFAULT_PROVIDER}{PRESET_SUFFIX}"
-    url = options.url or current.get("url")
-    if not url:
+    if options.url is not None:
+        return str(lab), check_url(options.url, "--url")
+    recorded = current.get("url")
+    if not recorded:
         raise UsageError(
-            "no gateway URL to verify",
+            f"no gateway URL for {command}",
             why=f"--url was not given and no lab is recorded as up ({current_lab_file()} is missing)",
             fix="pass --url http://HOST:PORT (the gateway's address), e.g. --url http://127.0.0.1:8000 for a local "
             "`igwlab sim`",
         )
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise UsageError(f"--url {url!r} is not an http(s) URL", fix="use a form like http://127.0.0.1:8080")
-    return str(lab), url.rstrip("/")
+    return str(lab), check_url(str(recorded), f"the URL `up` recorded in {current_lab_file()}")
 
 
 def cluster_access(lab: Lab, env: Environment) -> tuple[ClusterAccess | None, str]:
@@ -86,7 +85,9 @@ def verify(options: VerifyOptions, env: Environment | None = None) -> Report:
     cluster, skip_reason = cluster_access(lab, env or Environment())
     key = options.litellm_key or os.environ.get("LITELLM_MASTER_KEY") or _litellm_key_from(cluster, lab)
     options = replace(
-        options, litellm_key=key, litellm_url=options.litellm_url.rstrip("/") if options.litellm_url else None
+        options,
+        litellm_key=key,
+        litellm_url=check_url(options.litellm_url, "--litellm-url") if options.litellm_url is not None else None,
     )
     header_routing = resolved.stack.model_routing == "header"
     return asyncio.run(_verify(lab, url, options, cluster, skip_reason, header_routing))
