@@ -14,6 +14,7 @@ from typing import Any
 from igwlab.doctor import DoctorReport, run_doctor
 from igwlab.errors import CannotWriteError, IgwlabError, PrerequisiteError, UsageError
 from igwlab.labs import with_cluster_name
+from igwlab.mirror import Sources, resolve_sources
 from igwlab.plan import Plan, build_plan
 from igwlab.records import RunRecord, latest_run
 from igwlab.render import Rendered, render_lab, to_yaml
@@ -62,6 +63,7 @@ class UpOptions:
     timeout_s: float = 600.0
     dry_run: bool = False
     set_context: bool = False
+    mirror: Path | None = None  # take CRDs, charts (and on k3d images) only from this mirror directory
 
 
 @dataclass
@@ -74,14 +76,22 @@ class UpResult:
     duration_s: float
 
 
-def prepare(selection: LabSelection, cluster: str | None, context: str | None) -> tuple[ResolvedLab, Rendered, Plan]:
+def prepare(
+    selection: LabSelection, cluster: str | None, context: str | None, mirror: Path | None = None
+) -> tuple[ResolvedLab, Rendered, Plan]:
     if context is not None and not context.strip():
         raise UsageError("--context is empty", fix="name a context from `kubectl config get-contexts`")
     resolved = resolve_lab(selection)
     if cluster is not None:
         resolved = replace(resolved, lab=with_cluster_name(resolved.lab, cluster))
     rendered = render_lab(resolved)
-    return resolved, rendered, build_plan(rendered, context=context)
+    sources = lab_sources(rendered, selection, context, mirror)
+    return resolved, rendered, build_plan(rendered, context=context, sources=sources)
+
+
+def lab_sources(rendered: Rendered, selection: LabSelection, context: str | None, mirror: Path | None) -> Sources:
+    """Where `up` takes CRDs, charts and images from; images are imported only into a k3d cluster."""
+    return resolve_sources(rendered, mirror, selection=selection, import_images=context is None)
 
 
 def prerequisites_error(doctor: DoctorReport, *, dry_run: bool = False) -> PrerequisiteError:
@@ -120,7 +130,9 @@ def up(
     """Bring the lab up; `prepared` is `prepare(...)` of the same options, when the caller already has it."""
     env = env or Environment()
     started = time.perf_counter()
-    resolved, rendered, plan = prepared or prepare(options.selection, options.cluster, options.context)
+    resolved, rendered, plan = prepared or prepare(options.selection, options.cluster, options.context, options.mirror)
+    sources = lab_sources(rendered, options.selection, options.context, options.mirror)
+    sources.require()  # a missing or corrupt mirror item stops here, before anything changes
     if not options.dry_run:
         ensure_writable()
     record = None if options.dry_run else RunRecord.create("up", resolved.lab.name)
@@ -152,6 +164,7 @@ def up(
         timeout_s=options.timeout_s,
         dry_run=options.dry_run,
         poll_s=env.poll_s,
+        sources=sources,
     )
     lab_file = options.selection.lab if options.selection.lab and Path(options.selection.lab).is_file() else None
     previous = read_current_lab() or {}
@@ -235,6 +248,7 @@ def _write_current(
         "status": status,
         "run": str(record.directory) if record else None,
         "port_forward": port_forward,
+        "mirror": str(options.mirror) if options.mirror else None,
     }
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 

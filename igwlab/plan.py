@@ -11,10 +11,11 @@ from typing import Any, Literal
 
 from igwlab import gates as g
 from igwlab.labs import Backend
-from igwlab.render import BASE_MODEL_HEADER, Rendered
+from igwlab.mirror import Origin, Sources, import_images_argv, resolve_sources
+from igwlab.render import BASE_MODEL_HEADER, HelmRelease, Rendered
 from igwlab.tools.k3d import create_cluster_argv
 
-StepKind = Literal["cluster", "crds", "helm", "apply", "probe"]
+StepKind = Literal["cluster", "images", "crds", "helm", "apply", "probe"]
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,14 @@ class Step:
     releases: tuple[dict[str, Any], ...] = ()
     objects: tuple[str, ...] = ()
     crds: tuple[str, ...] = ()
+    # Where the step's CRD bundles, charts or images come from: their source, or a mirror file.
+    artifacts: tuple[Origin, ...] = ()
     wave: int = 0
 
     @property
     def waits_for(self) -> tuple[str, ...]:
-        return tuple(gate.describe() for gate in self.gates) or ("release deployed",)
+        done = "images imported into the cluster's nodes" if self.kind == "images" else "release deployed"
+        return tuple(gate.describe() for gate in self.gates) or (done,)
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -54,6 +58,8 @@ class Step:
             data["objects"] = list(self.objects)
         if self.crds:
             data["crds"] = list(self.crds)
+        if self.artifacts:
+            data["artifacts"] = [origin.as_dict() for origin in self.artifacts]
         return data
 
 
@@ -90,11 +96,17 @@ class Plan:
         }
 
 
-def build_plan(rendered: Rendered, context: str | None = None) -> Plan:
-    """The steps for a rendered lab; with `context`, an existing cluster replaces the k3d one."""
+def build_plan(rendered: Rendered, context: str | None = None, sources: Sources | None = None) -> Plan:
+    """The steps for a rendered lab; with `context`, an existing cluster replaces the k3d one.
+
+    `sources` says where each CRD bundle, chart and image comes from (`igwlab.mirror.resolve_sources`);
+    without it, from their sources over the network. Mirrored images add an `images` step that
+    imports them into the k3d cluster before anything that starts pods.
+    """
     resolved = rendered.resolved
     lab, stack = resolved.lab, resolved.stack
     ns = lab.namespace
+    sources = sources or resolve_sources(rendered, None)
     steps: list[Step] = []
 
     steps.append(
@@ -120,6 +132,7 @@ def build_plan(rendered: Rendered, context: str | None = None) -> Plan:
                 gates=(g.CrdsEstablished(bundle.crds),),
                 urls=(bundle.url,),
                 crds=bundle.crds,
+                artifacts=_origins(sources, "crds", bundle.url),
             )
         )
         crd_steps.append(bundle.step)
@@ -136,6 +149,7 @@ def build_plan(rendered: Rendered, context: str | None = None) -> Plan:
                 depends_on=previous,
                 gates=tuple(_deployment_gate(ref) for ref in release.wait_deployments),
                 releases=(release.summary(),),
+                artifacts=_chart_origins(sources, [release]),
             )
         )
         previous = (release.step,)
@@ -164,7 +178,7 @@ def build_plan(rendered: Rendered, context: str | None = None) -> Plan:
         pool_deps += provider_done
     backends = lab.backends()
     for backend in backends:
-        steps += _backend_steps(rendered, backend, ns, pool_deps, resolved.gie.model_object)
+        steps += _backend_steps(rendered, backend, ns, pool_deps, resolved.gie.model_object, sources)
     bbr = rendered.releases_for("bbr")
     if bbr:
         steps.append(
@@ -175,6 +189,7 @@ def build_plan(rendered: Rendered, context: str | None = None) -> Plan:
                 depends_on=("namespace", *provider_done),
                 gates=(),
                 releases=tuple(release.summary() for release in bbr),
+                artifacts=_chart_origins(sources, bbr),
             )
         )
 
@@ -188,6 +203,7 @@ def build_plan(rendered: Rendered, context: str | None = None) -> Plan:
                     depends_on=("namespace",),
                     gates=tuple(_deployment_gate(ref) for ref in release.wait_deployments),
                     releases=(release.summary(),),
+                    artifacts=_chart_origins(sources, [release]),
                 )
             )
 
@@ -250,6 +266,8 @@ def build_plan(rendered: Rendered, context: str | None = None) -> Plan:
             gates=(g.Answers(url),),
         )
     )
+    if context is None and sources.images:
+        steps = _with_image_import(steps, lab.cluster.name, sources.images)
     return Plan(
         lab=lab.name,
         provider=lab.provider,
@@ -264,7 +282,12 @@ def build_plan(rendered: Rendered, context: str | None = None) -> Plan:
 
 
 def _backend_steps(
-    rendered: Rendered, backend: Backend, ns: str, pool_deps: tuple[str, ...], model_object: str
+    rendered: Rendered,
+    backend: Backend,
+    ns: str,
+    pool_deps: tuple[str, ...],
+    model_object: str,
+    sources: Sources,
 ) -> list[Step]:
     """A pool's steps: its model servers, its InferencePool and EPP, its model objects."""
     workload, pool = backend.workload, backend.pool
@@ -290,6 +313,7 @@ def _backend_steps(
                 depends_on=pool_deps,
                 gates=pool_gates,
                 releases=tuple(release.summary() for release in pool_release),
+                artifacts=_chart_origins(sources, pool_release),
             )
         )
     else:
@@ -305,6 +329,36 @@ def _backend_steps(
         )
     )
     return steps
+
+
+def _origins(
+    sources: Sources, kind: Literal["crds", "chart"], source: str, repo: str | None = None
+) -> tuple[Origin, ...]:
+    origin = sources.find(kind, source, repo)
+    return (origin,) if origin is not None else ()
+
+
+def _chart_origins(sources: Sources, releases: list[HelmRelease]) -> tuple[Origin, ...]:
+    return tuple(o for release in releases for o in _origins(sources, "chart", release.chart, release.repo))
+
+
+def _with_image_import(steps: list[Step], cluster: str, images: tuple[Origin, ...]) -> list[Step]:
+    """Mirrored images go into the new cluster before any step that may start a pod: every step that
+    needed only the cluster now needs the images too."""
+    files = [origin.file for origin in images if origin.file is not None]
+    step = Step(
+        id="images",
+        kind="images",
+        title=f"import {len(images)} mirrored images into k3d cluster {cluster!r} (no pod pulls)",
+        depends_on=("cluster",),
+        gates=(),
+        command=tuple(import_images_argv(cluster, files)),
+        artifacts=images,
+    )
+    rewired = [
+        replace(s, depends_on=tuple("images" if dep == "cluster" else dep for dep in s.depends_on)) for s in steps
+    ]
+    return [rewired[0], step, *rewired[1:]]
 
 
 def _deployment_gate(ref: str) -> g.DeploymentAvailable:

@@ -18,9 +18,10 @@ from typing import Any
 from igwlab import gates as g
 from igwlab import yamlio
 from igwlab.errors import IgwlabError, StepTimeoutError
+from igwlab.mirror import Sources, normalize_image
 from igwlab.plan import Plan, Step
 from igwlab.records import RunRecord, private_file
-from igwlab.render import Rendered, to_yaml
+from igwlab.render import HelmRelease, Rendered, to_yaml
 from igwlab.selection import ResolvedLab
 from igwlab.state import state_dir
 from igwlab.tools import k3d, portforward
@@ -53,6 +54,7 @@ class UpContext:
     cancel: threading.Event = field(default_factory=threading.Event)
     port_forward: portforward.PortForward | None = None
     previous_port_forward: dict[str, Any] | None = None  # what the last `up` of this lab started
+    sources: Sources | None = None  # with a mirror: CRDs, charts and images come from its files
     _kube: KubeApi | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _url: str | None = None
@@ -74,6 +76,16 @@ class UpContext:
         if self.context is not None:
             return ["--kube-context", self.context]
         return ["--kubeconfig", str(self.kubeconfig)]
+
+    def crds_text(self, url: str) -> str:
+        """A CRD bundle: from the mirror, verified against its sha256 as read, or fetched from its URL."""
+        local = self.sources.crds_text(url) if self.sources is not None else None
+        return local if local is not None else self.fetch(url)
+
+    def chart_args(self, release: HelmRelease) -> list[str]:
+        if self.sources is not None:
+            return self.sources.chart_args(release)
+        return [release.chart, "--version", release.version, *(["--repo", release.repo] if release.repo else [])]
 
     def gateway_url(self) -> str:
         """Where clients reach the lab: the mapped host port on k3d; on an existing cluster the
@@ -150,6 +162,7 @@ class StepAction:
         lines = [" ".join(step.command)] if step.command else []
         lines += [f"server-side apply {url}" for url in step.urls]
         lines += [f"helm upgrade --install {r['release']} {r['chart']} --version {r['version']}" for r in step.releases]
+        lines += [f"  from {origin.describe()}" for origin in step.artifacts if origin.from_mirror]
         lines += [f"apply {ref}" for ref in step.objects]
         return lines or [step.title]
 
@@ -166,6 +179,8 @@ class StepAction:
             return True
         if kind == "probe":
             return False
+        if kind == "images":
+            return self._images_present()
         if kind == "helm" and not all(self._release_deployed(r) for r in self.step.releases):
             return False
         if kind == "apply" and not self._objects_exist():
@@ -175,6 +190,7 @@ class StepAction:
     def apply(self) -> None:
         handler = {
             "cluster": self._apply_cluster,
+            "images": self._apply_images,
             "crds": self._apply_crds,
             "helm": self._apply_helm,
             "apply": self._apply_objects,
@@ -225,10 +241,40 @@ class StepAction:
         assert path is not None
         private_file(path, k3d.kubeconfig(self.ctx.tools, self.ctx.resolved.lab.cluster.name))
 
+    def _apply_images(self) -> None:
+        """Mirrored `docker save` archives into every node of the k3d cluster, verified first."""
+        sources = self.ctx.sources
+        assert sources is not None and sources.mirror is not None, "the plan has an images step only with a mirror"
+        for origin in self.step.artifacts:
+            self._check_cancel()
+            sources.mirror.verified_path(origin.artifact, fix=sources.fix())
+        self.ctx.tools.run(
+            list(self.step.command),
+            timeout=self.ctx.timeout_s,
+            fix="read k3d's message above; `k3d image import --help`; the archives are `docker save` files",
+        )
+
+    def _images_present(self) -> bool:
+        """Every mirrored image is on every node (kubelet lists a node's images in its status)."""
+        nodes = self.ctx.kube().list_objects("v1", "Node")
+        wanted = {normalize_image(origin.artifact.source) for origin in self.step.artifacts}
+        if not nodes:
+            return False
+        for node in nodes:
+            present = {
+                normalize_image(name)
+                for image in (node.get("status") or {}).get("images") or []
+                for name in image.get("names") or []
+                if "@" not in name
+            }
+            if not wanted <= present:
+                return False
+        return True
+
     def _apply_crds(self) -> None:
         kube = self.ctx.kube()
         for url in self.step.urls:
-            for document in yamlio.load_all(self.ctx.fetch(url)):
+            for document in yamlio.load_all(self.ctx.crds_text(url)):
                 if document:
                     self._check_cancel()
                     kube.apply(document)
@@ -244,18 +290,14 @@ class StepAction:
                 "upgrade",
                 "--install",
                 release.name,
-                release.chart,
-                "--version",
-                release.version,
+                *self.ctx.chart_args(release),
                 "--namespace",
                 release.namespace,
                 "--create-namespace",
                 "--values",
                 str(values_file),
+                *self.ctx.helm_target(),
             ]
-            if release.repo:
-                argv += ["--repo", release.repo]
-            argv += self.ctx.helm_target()
             self.ctx.tools.run(
                 argv,
                 timeout=self.ctx.timeout_s,

@@ -24,8 +24,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test reads or writes the user's igwlab state directory."""
+    """No test reads or writes the user's igwlab state directory, or uses the user's mirror."""
     monkeypatch.setenv("IGWLAB_STATE_DIR", str(tmp_path_factory.mktemp("igwlab-state")))
+    monkeypatch.delenv("IGWLAB_MIRROR", raising=False)
 
 
 @pytest.fixture(scope="session")

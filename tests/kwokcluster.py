@@ -16,7 +16,9 @@ Offline: kwokctl gets every binary by path, so nothing is downloaded.
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import signal
 import subprocess
 import time
@@ -73,13 +75,25 @@ class KwokCluster:
     def kubectl_binary(self) -> Path:
         return testbin.binary("kubectl")
 
+    pod_network: str = "127.1"  # pods get IPs 127.X.<node>.<n>: loopback, so local processes can stand for them
+
     @classmethod
     def create(
-        cls, name: str, workdir: Path, *, nodes: int = 1, disable: tuple[str, ...] = (), timeout_s: float = 180
+        cls,
+        name: str,
+        workdir: Path,
+        *,
+        nodes: int = 1,
+        disable: tuple[str, ...] = (),
+        timeout_s: float = 180,
+        pod_network: str | None = None,
     ) -> KwokCluster:
+        """Start a cluster; `pod_network` ("127.X") picks the loopback range of pod IPs (random when None,
+        so clusters of parallel test sessions do not share addresses)."""
         workdir.mkdir(parents=True, exist_ok=True)
         kubeconfig = workdir / "kubeconfig"
-        cluster = cls(name, workdir, kubeconfig, binaries_env(workdir))
+        network = pod_network or f"127.{random.randint(20, 250)}"
+        cluster = cls(name, workdir, kubeconfig, binaries_env(workdir), network)
         argv = [cluster.kwokctl, "create", "cluster", "--name", name, "--kubeconfig", str(kubeconfig)]
         argv += ["--wait", f"{int(timeout_s)}s", "--timeout", f"{int(timeout_s)}s"]
         for component in disable:
@@ -94,6 +108,10 @@ class KwokCluster:
         if check and result.returncode != 0:
             raise ClusterError(f"{' '.join(argv[:4])} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
         return result
+
+    def address(self, host: int) -> str:
+        """A loopback address of this cluster's range that no pod gets (pods use 127.X.<node>.N)."""
+        return f"{self.pod_network}.250.{host}"
 
     def kubectl(self, *args: str, timeout_s: float = 60, check: bool = True, stdin: str | None = None) -> str:
         argv = [str(self.kubectl_binary), "--kubeconfig", str(self.kubeconfig), "--context", self.context, *args]
@@ -116,9 +134,11 @@ class KwokCluster:
                 "--replicas",
                 str(count),
                 "--param",
-                f".allocatable.cpu={NODE_CPU!r}",
+                f".allocatable.cpu={json.dumps(NODE_CPU)}",
                 "--param",
-                f".allocatable.memory={NODE_MEMORY!r}",
+                f".allocatable.memory={json.dumps(NODE_MEMORY)}",
+                "--param",
+                f".podCIDR={json.dumps(self.pod_network + '.0.0/24')}",
             ],
             120,
         )

@@ -8,12 +8,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from helpers import invoke, render
+from helpers import invoke, render, wait_until
 from typer.testing import CliRunner
 
 from igwlab.catalog import load_catalog
@@ -132,10 +131,8 @@ def test_dashboard_runs_a_port_forward_until_interrupted(tmp_path: Path) -> None
         assert process.stdout is not None
         first = process.stdout.readline()
         assert "http://127.0.0.1:3123/d/igwlab-inference" in first
-        deadline = time.monotonic() + 20
-        while not tools.calls("kubectl") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)
+        # The fake kubectl logs its argv once started; igwlab then waits on it, ready for Ctrl-C.
+        wait_until(lambda: bool(tools.calls("kubectl")), 60, "kubectl port-forward")
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0
     finally:

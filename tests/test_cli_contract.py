@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -305,3 +308,217 @@ def test_the_kube_error_names_a_host_that_does_not_resolve() -> None:
     )
     text = explain_kube_error(error, "prod")
     assert "does not resolve" in text and "api.nowhere.invalid:6443" in text and "accepts connections" not in text
+
+
+# -- help that teaches -----------------------------------------------------------------------------
+
+
+def _commands() -> list[list[str]]:
+    """Every leaf command's path, e.g. ["labs", "show"] (Typer's click: found by shape, not class)."""
+    import typer.main
+
+    from igwlab.cli.app import app
+
+    found: list[list[str]] = []
+
+    def walk(command: object, path: list[str]) -> None:
+        subcommands = getattr(command, "commands", None)
+        if subcommands:
+            for name, sub in subcommands.items():
+                walk(sub, [*path, name])
+        if path:
+            found.append(path)
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def test_every_command_has_help_with_metavars_and_examples_that_parse(cli: CliRunner) -> None:
+    import typer.main
+    from test_docs import _parse_error
+
+    from igwlab.cli.app import app
+
+    root = typer.main.get_command(app)
+    for path in _commands():
+        result = invoke(cli, *path, "-h")
+        assert result.exit_code == 0, path
+        text = result.stdout
+        # Typer prints an argument's type after its name (`LAB <str>`) whatever its metavar: options only.
+        text = re.sub(r"Arguments:.*?(?=Options:)", "", text, flags=re.S)
+        vague = re.findall(r"<str>|<int|<float|<list\[|<path>|\b(?:TEXT|INTEGER|FLOAT|PATH)\b", text)
+        assert vague == [], (path, vague)
+        if getattr(root, "commands", None) and len(path) == 1 and getattr(root.commands[path[0]], "commands", None):
+            continue  # a group: its subcommands carry the examples
+        examples = [line.strip() for line in text.splitlines() if line.strip().startswith("igwlab ")]
+        assert "Examples:" in text and examples, path
+        for example in examples:
+            assert _parse_error(root, shlex.split(example)[1:]) is None, example
+
+
+def test_fixed_choices_and_limits_are_in_the_help(cli: CliRunner) -> None:
+    up = invoke(cli, "up", "-h").stdout
+    assert "<agentgateway|envoy-gateway|istio|kgateway|nginx>" in up
+    assert "<sim|vllm-cpu>" in up and "<observability|litellm>" in up
+    assert "<random|echo>" in invoke(cli, "sim", "-h").stdout
+    load = " ".join(invoke(cli, "load", "-h").stdout.split())
+    assert "at most 1000" in load and "(1 to 256)" in load
+    verify = " ".join(invoke(cli, "verify", "-h").stdout.split())
+    assert "traffic-split sends N per split model" in verify
+
+
+def test_the_cli_limits_match_the_load_engine() -> None:
+    from igwlab.cli import observe_cmds
+    from igwlab.observe import load
+
+    assert (observe_cmds.MAX_RPS, observe_cmds.MAX_CONCURRENCY) == (load.MAX_RPS, load.MAX_CONCURRENCY)
+
+
+def test_the_provider_choices_are_the_catalogs() -> None:
+    from igwlab.catalog import load_catalog
+    from igwlab.cli.options import Provider
+
+    assert sorted(p.value for p in Provider) == sorted(load_catalog().providers)
+
+
+def test_help_never_breaks_a_hyphenated_name(cli: CliRunner) -> None:
+    text = CliRunner(env={"COLUMNS": "60"}).invoke(app_for_tests(), ["verify", "-h"]).stdout
+    assert "agentgateway-fake-llm" in text and "model-routing" in text
+
+
+def app_for_tests() -> object:
+    from igwlab.cli.app import app
+
+    return app
+
+
+def test_no_color_removes_every_style_even_on_a_terminal() -> None:
+    env = {**os.environ, "FORCE_COLOR": "1", "COLUMNS": "120"}
+    styled = subprocess.run(
+        [sys.executable, "-m", "igwlab", "labs"], capture_output=True, text=True, env=env, timeout=60, check=True
+    )
+    assert "\x1b[" in styled.stdout, "the control case: a forced terminal is styled"
+    plain = subprocess.run(
+        [sys.executable, "-m", "igwlab", "labs"],
+        capture_output=True,
+        text=True,
+        env={**env, "NO_COLOR": "1"},
+        timeout=60,
+        check=True,
+    )
+    assert "\x1b[" not in plain.stdout and "kgateway-fake-llm" in plain.stdout
+
+
+@pytest.mark.parametrize("columns", ["40", "60", "80", "200"])
+def test_tables_never_split_a_name_at_any_width(columns: str) -> None:
+    from igwlab.labs import preset_names
+
+    runner = CliRunner(env={"COLUMNS": columns})
+    text = runner.invoke(app_for_tests(), ["labs"]).stdout
+    for name in preset_names():
+        assert name in text, (columns, name)
+    lab = runner.invoke(app_for_tests(), ["labs", "show", "envoy-gateway-vllm-cpu"]).stdout
+    assert "tweet-summary-0" in lab and "http://localhost:8080" in lab
+
+
+def test_markup_in_lab_files_prints_as_itself(cli: CliRunner, tmp_path: Path) -> None:
+    from igwlab.labs import load_lab
+
+    data = load_lab("agentgateway-fake-llm").model_dump(exclude_defaults=True)
+    data["title"] = "[/bold] closing tag [red]and colour"
+    path = tmp_path / "lab.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = invoke(cli, "labs", "show", str(path))
+    assert result.exit_code == 0, result.stderr
+    assert "[/bold] closing tag [red]and colour" in result.stdout
+
+
+def test_a_bare_command_group_prints_its_help(cli: CliRunner) -> None:
+    for group in (["labs", "-h"], ["mirror"]):
+        result = invoke(cli, *group)
+        assert result.exit_code == 0 and "Usage: igwlab" in result.stdout, group
+
+
+def test_shell_completion_completes_commands_and_choices() -> None:
+    def complete(words: str, index: int) -> list[str]:
+        env = {**os.environ, "_IGWLAB_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(index)}
+        # The console script: shells complete the `igwlab` command, whose name sets _IGWLAB_COMPLETE.
+        script = Path(sys.executable).parent / "igwlab"
+        result = subprocess.run([str(script)], capture_output=True, text=True, env=env, timeout=60, check=False)
+        return result.stdout.split()
+
+    assert "plan" in complete("igwlab pl", 1)
+    assert complete("igwlab up --provider ", 3) == ["agentgateway", "envoy-gateway", "istio", "kgateway", "nginx"]
+
+
+# -- servers that misbehave, clients that leave ------------------------------------------------------
+
+
+def test_the_simulator_shrugs_off_clients_that_leave_mid_request() -> None:
+    import socket
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "igwlab", "sim", "--port", "0", "--ttft-ms", "200", "--itl-ms", "50", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = []
+        while not lines or lines[-1] != "}\n":  # the envelope, printed once the simulator listens
+            line = process.stdout.readline()
+            assert line, "igwlab sim exited before it listened"
+            lines.append(line)
+        port = json.loads("".join(lines))["data"]["port"]
+        for stream in (True, False):
+            body = json.dumps({"model": "fake-llm", "prompt": "hi", "max_tokens": 20, "stream": stream}).encode()
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(
+                    b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                sock.recv(1)  # the answer started: leave in the middle of it
+        with socket.create_connection(("127.0.0.1", port)) as sock:  # a body that never arrives
+            sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        import httpx
+
+        after = httpx.post(f"http://127.0.0.1:{port}/v1/completions", json={"model": "fake-llm", "prompt": "x"})
+        assert after.status_code == 200, "still serving"
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    assert "Traceback" not in stderr and "Error handling request" not in stderr, stderr
+
+
+def test_server_bytes_are_escaped_and_hints_name_the_labs_objects(cli: CliRunner) -> None:
+    """A gateway answering 500 with terminal escapes and rich markup in its body (a fault no real
+    component produces on purpose, so a tiny server stands in for it)."""
+    import http.server
+    import threading
+
+    class Hostile(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = b"\x1b[31m[/bold]boom\x07\n"
+            self.send_response(500)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        human = invoke(cli, "verify", "--lab", "kgateway-fake-llm", "--url", url, "--requests", "20")
+        data = json_data(invoke(cli, "verify", "--lab", "kgateway-fake-llm", "--url", url, "--json"), "verify")
+    finally:
+        server.shutdown()
+    assert human.exit_code == 1 and "\x1b" not in human.stdout and "[/bold]boom" in human.stdout
+    completion = next(check for check in data["checks"] if check["name"] == "completion")
+    assert "\\x1b[31m[/bold]boom\\x07" in completion["detail"]
+    assert "`kubectl logs deploy/fakellm-pool-epp -n igwlab`" in completion["hint"]

@@ -83,9 +83,9 @@ def _metric(text: str, name: str) -> float:
 
 
 def test_queue_and_lora_gauges_move_under_load() -> None:
-    config = SimConfig(port=0, loras=("lora-x",), max_num_seqs=1, time_to_first_token_ms=300)
+    config = SimConfig(port=0, loras=("lora-x",), max_num_seqs=1, time_to_first_token_ms=1000)
     with running_sim(config) as server:
-        with requests_in_flight(server.url, "lora-x", 3, settle_s=0.15):
+        with requests_in_flight(server, "lora-x", 3):
             metrics = httpx.get(f"{server.url}/metrics").text
         after = httpx.get(f"{server.url}/metrics").text
     assert _metric(metrics, "vllm:num_requests_running") == 1

@@ -15,7 +15,16 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from igwlab.cli import labs_cmd, lifecycle_cmds, observe_cmds, plan_cmd, render_cmd, sim_cmd, verify_cmd
+from igwlab.cli import (
+    labs_cmd,
+    lifecycle_cmds,
+    mirror_cmd,
+    observe_cmds,
+    plan_cmd,
+    render_cmd,
+    sim_cmd,
+    verify_cmd,
+)
 from igwlab.cli.output import crash, invocation, print_envelope
 
 
@@ -60,8 +69,12 @@ class IgwlabGroup(TyperGroup):
             code = super().main(
                 args=argv, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra
             )
-        except typer.TyperException as error:  # the parser refused a flag or an argument: exit 2
-            code = _parser_error(error, json_output)
+        except typer.TyperException as error:
+            if type(error).__name__ == "NoArgsIsHelpError":  # a bare command group: its help, as a success
+                print(error.ctx.get_help())  # type: ignore[attr-defined]
+                code = 0
+            else:  # the parser refused a flag or an argument: exit 2
+                code = _parser_error(error, json_output)
         except typer.Abort:
             print("aborted: nothing was changed", file=sys.stderr)
             code = 1
@@ -120,7 +133,7 @@ app = typer.Typer(
         "Examples:  igwlab up --provider kgateway  ·  igwlab verify  ·  igwlab teardown --yes  ·  "
         "igwlab up --context my-cluster --lab kv-cache-aware"
     ),
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -138,6 +151,7 @@ app.command("load", epilog=observe_cmds.LOAD_EXAMPLES)(observe_cmds.load)
 app.command("top", epilog=observe_cmds.TOP_EXAMPLES)(observe_cmds.top)
 app.command("dashboard", epilog=observe_cmds.DASHBOARD_EXAMPLES)(observe_cmds.dashboard)
 app.command("sim", epilog=sim_cmd.SIM_EXAMPLES)(sim_cmd.sim)
+app.add_typer(mirror_cmd.app, name="mirror")
 
 
 @app.callback(invoke_without_command=True)

@@ -13,6 +13,7 @@ from igwlab.cli.options import (
     GieOption,
     JsonOption,
     LabOption,
+    MirrorOption,
     ProviderOption,
     WithOption,
     WorkloadOption,
@@ -76,6 +77,7 @@ def up(
             help="Also merge the k3d cluster into your kubeconfig and switch to it (off: your context is left alone).",
         ),
     ] = False,
+    mirror: MirrorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Bring a lab up: cluster, CRDs, gateway, model servers, pool and EPP, models, route.
@@ -86,7 +88,8 @@ def up(
     failed or interrupted run stopped, and changes nothing on a finished lab. On k3d the URL is a
     localhost port; with --context it is the Gateway's address, or a port-forward igwlab manages
     when this machine cannot reach that address. Every run leaves a record in the
-    state directory; `igwlab diagnose` bundles it with cluster events and logs.
+    state directory; `igwlab diagnose` bundles it with cluster events and logs. With --mirror
+    (or IGWLAB_MIRROR), CRDs and charts come only from a directory `igwlab mirror save` wrote.
     """
     from igwlab.lifecycle import UpOptions
     from igwlab.lifecycle import up as run_up
@@ -98,11 +101,12 @@ def up(
         timeout_s=timeout,
         dry_run=dry_run,
         set_context=set_context,
+        mirror=mirror,
     )
     from igwlab.cli.progress import Progress, print_summary
     from igwlab.lifecycle import prepare
 
-    prepared = prepare(options.selection, cluster, context)
+    prepared = prepare(options.selection, cluster, context, mirror)
     if dry_run:
         result = run_up(options, prepared=prepared)
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -105,7 +106,7 @@ GieOption = Annotated[
 ]
 WithOption = Annotated[
     list[Addon] | None,
-    typer.Option("--with", help=WITH_HELP, show_default=False, metavar="[observability|litellm]"),
+    typer.Option("--with", help=WITH_HELP, show_default=False, metavar="<observability|litellm>"),
 ]
 JsonOption = Annotated[
     bool,
@@ -124,6 +125,18 @@ ContextOption = Annotated[
         show_default=False,
         metavar="CONTEXT",
         callback=text,
+    ),
+]
+
+MIRROR_HELP = (
+    "Take CRD bundles and Helm charts (and on k3d the container images) only from this directory, written by "
+    "`igwlab mirror save`, each verified by sha256: no network for them. A missing or corrupt item stops "
+    "before anything changes (exit 3)."
+)
+MirrorOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--mirror", envvar="IGWLAB_MIRROR", help=MIRROR_HELP, show_default=False, file_okay=False, metavar="DIR"
     ),
 ]
 

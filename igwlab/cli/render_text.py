@@ -82,6 +82,15 @@ def print_plan(plan: Plan) -> None:
     )
     for override in plan.overrides:
         stdout().print(Text.assemble(("override: ", "yellow"), override))
+    mirrors = {str(o.mirror) for step in plan.steps for o in step.artifacts if o.mirror is not None}
+    for mirror in sorted(mirrors):
+        what = "CRDs, charts and images" if any(s.kind == "images" for s in plan.steps) else "CRDs and charts"
+        missing = sum(o.missing for step in plan.steps for o in step.artifacts)
+        note = Text(f"mirror {mirror}: {what} come from its files, each verified by sha256 before use")
+        if missing:
+            note.append("; ").append(f"{missing} MISSING", style="bold red")
+            note.append(" (`igwlab mirror check` names the fix)")
+        stdout().print(note, soft_wrap=True)
     # Steps as blocks, not table cells: commands and URLs print whole on their own lines (a terminal
     # may wrap them visually, but they copy as one line).
     out = stdout()
@@ -90,17 +99,18 @@ def print_plan(plan: Plan) -> None:
         out.print(Text(f"wave {wave[0].wave}{together}", style="bold"))
         for step in wave:
             out.print(Text.assemble("  ", (step.id, "cyan"), f" - {step.title}"), soft_wrap=True)
-            lines = []
+            lines: list[str] = []
             if step.command:
                 lines.append("$ " + " ".join(step.command))
             lines += [f"apply {url}" for url in step.urls]
             for release in step.releases:
                 source = f"{release['repo']} {release['chart']}" if "repo" in release else release["chart"]
                 lines.append(f"helm chart {source} {release['version']}, values {release['values_file']}")
+            lines += [f"  {origin.short()}" for origin in step.artifacts if origin.from_mirror]
             lines += [f"apply {ref}" for ref in step.objects]
             lines += [f"waits for {condition}" for condition in step.waits_for]
-            for line in lines:
-                out.print(Text("    " + line), soft_wrap=True)
+            for entry in lines:
+                out.print(Text("    " + entry), soft_wrap=True)
     stdout().print(Text.assemble(("gateway URL once up: ", "dim"), plan.url))
     stdout().print(Text.assemble(("objects and values as YAML: ", "dim"), f"igwlab render --lab {plan.lab} --out DIR"))
 

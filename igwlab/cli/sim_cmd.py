@@ -89,14 +89,22 @@ def sim(
     ] = 0,
     max_num_seqs: Annotated[
         int,
-        typer.Option(help="Requests served at once; more wait in the queue (1 to 10000).", min=1, max=10_000),
+        typer.Option(
+            help="Requests served at once; more wait in the queue (1 to 10000).", min=1, max=10_000, metavar="N"
+        ),
     ] = 5,
     max_loras: Annotated[
-        int, typer.Option(help="Reported as max_lora in vllm:lora_requests_info (1 to 1000).", min=1, max=1000)
+        int,
+        typer.Option(help="Reported as max_lora in vllm:lora_requests_info (1 to 1000).", min=1, max=1000, metavar="N"),
     ] = 2,
     max_model_len: Annotated[
         int,
-        typer.Option(help="Prompt plus max_tokens above this gets a 400 (1 to 10000000).", min=1, max=10_000_000),
+        typer.Option(
+            help="Prompt plus max_tokens above this gets a 400 (1 to 10000000).",
+            min=1,
+            max=10_000_000,
+            metavar="TOKENS",
+        ),
     ] = 1024,
     kv_cache: Annotated[bool, typer.Option("--kv-cache", help="Simulate KV-cache blocks and prefix hits.")] = False,
     mode: Annotated[Mode, typer.Option(help="Answer with random words, or echo the prompt.")] = Mode.random,

@@ -193,6 +193,10 @@ class FakeCluster:
                     "status": {"conditions": [{"type": "Ready", "status": "True"}]},
                 }
             )
+            if self.k3d_cluster is not None and self.tools is not None:
+                # kubelet reports the images on a node; here those `k3d image import` brought in.
+                imported = self.tools.k3d_images(self.k3d_cluster)
+                self._objects[node]["status"]["images"] = [{"names": [name]} for name in imported]
             if ("", "Namespace", "", "default") not in self._objects:
                 self._put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
         else:

@@ -57,6 +57,26 @@ if TOOL == "docker":
             sys.exit(1)
         print(json.dumps(info))
         sys.exit(0)
+    if config.get("docker_info") is None and argv[:1] in (["pull"], ["save"]):
+        sys.stderr.write("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
+                         "Is the docker daemon running?\n")
+        sys.exit(1)
+    if argv[:1] == ["pull"]:
+        pulled = load("docker-images.json", [])
+        save("docker-images.json", sorted(set(pulled) | {{argv[-1]}}))
+        print(argv[-1].rsplit(":", 1)[-1] + ": Pulling from " + argv[-1] + "\nStatus: Downloaded newer image")
+        sys.exit(0)
+    if argv[:1] == ["save"]:
+        import io, tarfile
+        ref = argv[-1]
+        if ref not in load("docker-images.json", []):
+            sys.stderr.write(f"Error response from daemon: reference does not exist: {{ref}}\n"); sys.exit(1)
+        manifest = json.dumps([{{"Config": "config.json", "RepoTags": [ref], "Layers": []}}]).encode()
+        with tarfile.open(flag("--output") or flag("-o"), "w") as archive:
+            for name, data in (("manifest.json", manifest), ("config.json", b"{{}}")):
+                info = tarfile.TarInfo(name); info.size = len(data); info.mtime = time.time()
+                archive.addfile(info, io.BytesIO(data))
+        sys.exit(0)
 elif TOOL == "kubectl":
     if argv[:1] == ["version"]:
         print(json.dumps({{"clientVersion": {{"gitVersion": config.get("kubectl_version", "v1.31.2")}}}}))
@@ -113,6 +133,21 @@ elif TOOL == "k3d":
     elif argv[:2] == ["cluster", "delete"]:
         save("k3d.json", [c for c in clusters if c != argv[2]])
         print(f"INFO[0003] Successfully deleted cluster {{argv[2]}}!")
+    elif argv[:2] == ["image", "import"]:
+        import tarfile
+        cluster = flag("--cluster") or flag("-c") or "k3s-default"
+        if cluster not in clusters:
+            sys.stderr.write(f"FATA[0000] Failed to get cluster {{cluster}}\n"); sys.exit(1)
+        images = load("k3d-images.json", {{}})
+        for path in [a for a in argv[2:] if not a.startswith("-") and a != cluster]:
+            try:
+                with tarfile.open(path) as archive:
+                    tags = json.load(archive.extractfile("manifest.json"))[0]["RepoTags"]
+            except (OSError, tarfile.TarError, KeyError, TypeError) as error:
+                sys.stderr.write(f"ERRO[0000] failed to import {{path}}: {{error}}\n"); sys.exit(1)
+            images[cluster] = sorted(set(images.get(cluster, [])) | set(tags))
+        save("k3d-images.json", images)
+        print(f"INFO[0003] Successfully imported image(s) into cluster '{{cluster}}'")
     elif argv[:2] == ["kubeconfig", "get"]:
         if argv[2] not in clusters:
             sys.stderr.write(f"FATA[0000] cluster '{{argv[2]}}' not found\n")
@@ -143,8 +178,21 @@ elif TOOL == "helm":
         name, chart = positional[0], positional[1]
         namespace = flag("--namespace", "default")
         values = flag("--values") or flag("-f")
+        version = flag("--version", "")
+        if chart.endswith(".tgz"):  # a package file: like helm, read its name and version from Chart.yaml
+            import tarfile
+            try:
+                with tarfile.open(chart) as archive:
+                    member = next(m for m in archive.getmembers() if m.name.count("/") == 1
+                                  and m.name.endswith("/Chart.yaml"))
+                    text = archive.extractfile(member).read().decode()
+            except (OSError, tarfile.TarError, StopIteration) as error:
+                sys.stderr.write(f"Error: {{chart}}: {{error}}\n"); sys.exit(1)
+            meta = dict(line.split(":", 1) for line in text.splitlines() if line[:1].isalpha() and ":" in line)
+            chart, version = meta["name"].strip().strip('"'), meta["version"].strip().strip('"')
         releases[f"{{namespace}}/{{name}}"] = {{
-            "name": name, "namespace": namespace, "chart": chart, "version": flag("--version", ""),
+            "name": name, "namespace": namespace, "chart": chart, "version": version,
+            "package": positional[1] if positional[1].endswith(".tgz") else None,
             "repo": flag("--repo"), "values": Path(values).read_text() if values else "",
             "revision": releases.get(f"{{namespace}}/{{name}}", {{}}).get("revision", 0) + 1,
         }}
@@ -239,3 +287,9 @@ class FakeTools:
     def k3d_clusters(self) -> list[str]:
         path = self.state_dir / "k3d.json"
         return json.loads(path.read_text()) if path.exists() else []
+
+    def k3d_images(self, cluster: str) -> list[str]:
+        """Images `k3d image import` put into a cluster's nodes (read from the archives' manifest.json)."""
+        path = self.state_dir / "k3d-images.json"
+        images: dict[str, list[str]] = json.loads(path.read_text()) if path.exists() else {}
+        return images.get(cluster, [])

@@ -1,0 +1,184 @@
+"""Render a resolved lab into the Kubernetes objects and Helm releases `up` applies."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from igwlab.errors import InvalidLabError
+from igwlab.labs import Backend, Lab
+from igwlab.render.addons import addon_releases, litellm_config
+from igwlab.render.charts import bbr_release, pool_chart_values, provider_releases
+from igwlab.render.epp import epp_args, epp_name, epp_resources
+from igwlab.render.model_servers import simulator_args, vllm_args, workload_resources
+from igwlab.render.objects import MANAGED_BY, CrdBundle, HelmRelease, KubeObject, Rendered
+from igwlab.render.templates import render_objects, to_yaml
+from igwlab.selection import ResolvedLab
+
+BASE_MODEL_HEADER = "X-Gateway-Base-Model-Name"
+
+
+def build_context(resolved: ResolvedLab) -> dict[str, Any]:
+    """What the templates see for the lab's (first) pool."""
+    lab: Lab = resolved.lab
+    selector = {"app": lab.workload.name}
+    pod_labels = dict(selector)
+    if resolved.gie.era == "ga":
+        # The v1.5 EPP's core-metrics-extractor reads the engine type from this label.
+        pod_labels["inference.networking.k8s.io/engine-type"] = "vllm"
+    name = epp_name(resolved)
+    return {
+        "lab": lab,
+        "stack": resolved.stack,
+        "gie": resolved.gie,
+        "sim": resolved.simulator,
+        "vllm": resolved.catalog.vllm_cpu,
+        "common_labels": {**MANAGED_BY, "igwlab.dev/lab": lab.name},
+        "selector_labels": selector,
+        "pod_labels": pod_labels,
+        "epp_name": name,
+        "epp_labels": {"app": name},
+        "epp_cluster_role": f"igwlab-{lab.namespace}-{name}"[:253],
+        "epp_args": epp_args(resolved),
+        "epp_resources": epp_resources(resolved),
+        "sim_args": simulator_args(resolved),
+        "vllm_args": vllm_args(resolved),
+        "workload_resources": workload_resources(resolved),
+        "route_rules": route_rules(lab),
+        "base_model_header": BASE_MODEL_HEADER,
+    }
+
+
+def scoped(resolved: ResolvedLab, backend: Backend) -> ResolvedLab:
+    """The lab with this pool in the place of its own, so one set of builders serves every pool."""
+    lab = resolved.lab.model_copy(update={"workload": backend.workload, "pool": backend.pool, "models": backend.models})
+    return replace(resolved, lab=lab)
+
+
+def _render_backend(resolved: ResolvedLab, backend: Backend) -> tuple[list[KubeObject], list[HelmRelease]]:
+    """A pool's model servers, InferencePool + EPP and model objects."""
+    pool_lab = scoped(resolved, backend)
+    lab, gie = pool_lab.lab, resolved.gie
+    context = build_context(pool_lab)
+    objects: list[KubeObject] = []
+    releases: list[HelmRelease] = []
+    workload_template = "workload/sim.yaml.j2" if lab.workload.kind == "sim" else "workload/vllm-cpu.yaml.j2"
+    objects += render_objects(backend.step("workload"), workload_template, context)
+    if gie.epp.install == "manifests":
+        objects += render_objects(backend.step("pool"), "inference/alpha/epp.yaml.j2", context)
+        objects += render_objects(backend.step("pool"), "inference/alpha/inferencepool.yaml.j2", context)
+        for model in lab.models:
+            objects += render_objects(
+                backend.step("models"), "inference/alpha/inferencemodel.yaml.j2", {**context, "model": model}
+            )
+        return objects, releases
+    assert gie.epp.chart is not None and gie.epp.chart_version is not None
+    releases.append(
+        HelmRelease(
+            step=backend.step("pool"),
+            name=lab.pool.name,
+            chart=gie.epp.chart,
+            version=gie.epp.chart_version,
+            namespace=lab.namespace,
+            values=pool_chart_values(pool_lab, context),
+            wait_deployments=(f"{lab.namespace}/{context['epp_name']}",),
+        )
+    )
+    for model in lab.models:
+        model_context = {**context, "model": model}
+        objects += render_objects(backend.step("models"), "inference/ga/inferenceobjective.yaml.j2", model_context)
+        if model.targets:
+            objects += render_objects(
+                backend.step("models"), "inference/ga/inferencemodelrewrite.yaml.j2", model_context
+            )
+    return objects, releases
+
+
+def route_rules(lab: Lab) -> list[dict[str, Any]]:
+    """One rule per extra pool, matching the base-model header, then the lab's own pool for the rest."""
+    rules = [{"pool": backend.pool.name, "header": backend.workload.served_model} for backend in lab.backends()[1:]]
+    return [*rules, {"pool": lab.pool.name, "header": None}]
+
+
+def crd_bundles(resolved: ResolvedLab) -> list[CrdBundle]:
+    """The Gateway API bundle (unless the provider's chart brings it) and the GIE bundle."""
+    stack, gie = resolved.stack, resolved.gie
+    bundles: list[CrdBundle] = []
+    if stack.gateway_api.installed_by == "igwlab":
+        release = resolved.gateway_api
+        url = release.standard_url if stack.gateway_api.channel == "standard" else release.experimental_url
+        bundles.append(
+            CrdBundle(
+                step="gateway-api-crds",
+                title=f"Gateway API {stack.gateway_api.version} ({stack.gateway_api.channel})",
+                version=stack.gateway_api.version,
+                url=url,
+                crds=tuple(resolved.catalog.gateway_api_standard_crds),
+            )
+        )
+    bundles.append(
+        CrdBundle(
+            step="inference-crds",
+            title=f"Gateway API Inference Extension {stack.gie_version}",
+            version=stack.gie_version,
+            url=gie.crds_url,
+            crds=tuple(gie.crds),
+        )
+    )
+    return bundles
+
+
+def render_lab(resolved: ResolvedLab) -> Rendered:
+    lab, stack = resolved.lab, resolved.stack
+    context = build_context(resolved)
+    releases = provider_releases(resolved)
+
+    objects: list[KubeObject] = []
+    objects += render_objects("namespace", "base/namespace.yaml.j2", context)
+    if stack.gateway_class.created_by == "igwlab":
+        objects += render_objects("gatewayclass", "gateway/gatewayclass.yaml.j2", context)
+    for backend in lab.backends():
+        objects_, releases_ = _render_backend(resolved, backend)
+        objects += objects_
+        releases += releases_
+    if len(lab.extra_pools) > 0 and stack.model_routing == "body-based-routing":
+        releases.append(bbr_release(resolved))
+
+    for addon in lab.addons:
+        releases += addon_releases(resolved, addon, context)
+    if "litellm" in lab.addons:
+        litellm_context = {
+            **context,
+            "litellm_config": to_yaml(litellm_config(resolved)),
+            "litellm_image": resolved.catalog.addons["litellm"].image,
+        }
+        objects += render_objects("addon-litellm", "addons/litellm.yaml.j2", litellm_context)
+
+    objects += render_objects("gateway", "gateway/gateway.yaml.j2", context)
+    objects += render_objects("route", "gateway/httproute.yaml.j2", context)
+    _refuse_duplicates(lab, objects, releases)
+    return Rendered(
+        resolved=resolved, crd_bundles=tuple(crd_bundles(resolved)), releases=tuple(releases), objects=tuple(objects)
+    )
+
+
+def _refuse_duplicates(lab: Lab, objects: list[KubeObject], releases: list[HelmRelease]) -> None:
+    """Two rendered objects (or Helm releases) with one kind, namespace and name: the second would
+    overwrite the first. labs.py names the fields behind the usual clashes; this catches the rest."""
+    seen: dict[tuple[str, str, str], str] = {}
+    problems: list[str] = []
+    for kind, namespace, name, made_by in [
+        *((obj.kind, obj.namespace or "", obj.name, obj.template) for obj in objects),
+        *(("Helm release", release.namespace, release.name, release.chart) for release in releases),
+    ]:
+        key = (kind, namespace, name)
+        if key in seen:
+            where = "/".join(part for part in (namespace, name) if part)
+            problems.append(f"{kind} {where} comes from {seen[key]} and {made_by}")
+        seen.setdefault(key, made_by)
+    if problems:
+        raise InvalidLabError(
+            f"lab {lab.name} would create the same object twice:\n" + "\n".join(f"  - {p}" for p in problems),
+            why="the second would overwrite the first, so one part of the lab would silently not exist",
+            fix="rename the lab field behind one of them (names of the workload, pool, models, gateway or route)",
+        )
