@@ -135,21 +135,23 @@ def check(
 
     selection = lab_selection(lab, provider, workload, gie_version, with_addons)
     report = check_mirror(render_lab(resolve_lab(selection)), directory, selection=selection, images=images)
-    if not json_output:
-        _print_check(report)
     if not report.ok:
         from igwlab.errors import PrerequisiteError
 
-        counts = report.counts()
+        if not json_output:
+            _print_check(report)
+        counts = report.as_dict()["counts"]
         raise PrerequisiteError(
-            f"mirror {report.mirror} lacks {counts['missing']} and has {counts['corrupt']} corrupt of the items "
-            f"lab {report.lab} needs",
-            why="`igwlab up --mirror` would stop the same way, before changing anything",
-            fix=report.fetch_command,
+            f"mirror {report.mirror} lacks what lab {report.lab} needs: {counts['missing']} missing, "
+            f"{counts['corrupt']} corrupt",
+            why="`igwlab up --mirror` takes CRDs and charts only from the mirror and would stop the same way",
+            fix=str(report.as_dict()["fetch_with"]),
             data=report.as_dict(),
         )
     if json_output:
         print_json(report.as_dict())
+    else:
+        _print_check(report)
 
 
 def _print_check(report: CheckReport) -> None:
