@@ -5,10 +5,13 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from igwlab.errors import CannotWriteError, UsageError
-from igwlab.plan import Plan
 from igwlab.render import Rendered, to_multi_document_yaml, to_yaml
+
+if TYPE_CHECKING:  # `render` to stdout needs no plan (nor the mirror module the plan loads)
+    from igwlab.plan import Plan
 
 MARKER = ".igwlab-render"
 

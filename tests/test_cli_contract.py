@@ -522,3 +522,49 @@ def test_server_bytes_are_escaped_and_hints_name_the_labs_objects(cli: CliRunner
     completion = next(check for check in data["checks"] if check["name"] == "completion")
     assert "\\x1b[31m[/bold]boom\\x07" in completion["detail"]
     assert "`kubectl logs deploy/fakellm-pool-epp -n igwlab`" in completion["hint"]
+
+
+def test_labs_and_labs_show_load_neither_templates_nor_the_mirror_module() -> None:
+    """Lazy imports keep the light commands light (benchmarks/bench_cli.py measures them)."""
+    script = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from igwlab.cli.app import app\n"
+        "for args in (['labs'], ['labs', 'show', 'kgateway-fake-llm'], ['render']):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+        "    if args[0] == 'labs':\n"
+        "        print(args, sorted(m for m in ('jinja2', 'igwlab.mirror', 'igwlab.plan') if m in sys.modules))\n"
+        "print('render', 'igwlab.mirror' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["['labs'] []", "['labs', 'show', 'kgateway-fake-llm'] []", "render False"]
+
+
+def test_a_busy_host_port_fails_doctor_and_the_dry_run(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real port check, against a port this test really holds."""
+    import socket
+
+    from igwlab.labs import load_lab
+    from igwlab.testing.faketools import FakeTools
+
+    tools = FakeTools.install(tmp_path / "fake")
+    monkeypatch.setenv("PATH", tools.env()["PATH"])
+    with socket.socket() as held, socket.socket() as spare:
+        held.bind(("0.0.0.0", 0))
+        held.listen()
+        spare.bind(("127.0.0.1", 0))
+        busy, free = held.getsockname()[1], spare.getsockname()[1]
+        spare.close()
+        data = load_lab("agentgateway-fake-llm").model_dump(exclude_defaults=True)
+        data["cluster"] = {"api_port": free}
+        data["gateway"] = {"listeners": [{"name": "http", "port": 80, "host_port": busy}]}
+        lab = tmp_path / "lab.yaml"
+        lab.write_text(yaml.safe_dump(data))
+        doctor = invoke(cli, "doctor", "--lab", str(lab), "--json")
+        dry_run = invoke(cli, "up", "--dry-run", "--lab", str(lab), "--json")
+    findings = {f["name"]: f for f in envelope(doctor, "doctor")["data"]["findings"]}
+    assert doctor.exit_code == ExitCode.PREREQUISITES and str(busy) in findings["ports"]["detail"]
+    assert dry_run.exit_code == ExitCode.PREREQUISITES and f"host ports in use: {busy}" in dry_run.stderr

@@ -148,6 +148,7 @@ def test_plan_shows_where_each_artifact_comes_from(cli: CliRunner, mirror: Path)
     assert "MISSING from the mirror" in flat
 
 
+@pytest.mark.usefixtures("host_ports_free")
 def test_up_dry_run_with_igwlab_mirror_describes_mirror_files(
     cli: CliRunner, mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

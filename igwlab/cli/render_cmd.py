@@ -56,7 +56,6 @@ def render(
     release, chart, version, namespace and values file.
     """
     from igwlab.export import rendered_stream, write_rendered
-    from igwlab.plan import build_plan
     from igwlab.render import render_lab
     from igwlab.selection import resolve_lab
 
@@ -77,6 +76,8 @@ def render(
             names = ", ".join(release.name for release in rendered.releases)
             stderr().print(f"[dim]Helm releases not shown ({names}): use --out DIR for their values files[/]")
         return
+    from igwlab.plan import build_plan
+
     result = write_rendered(rendered, build_plan(rendered), out)
     if json_output:
         print_json(

@@ -6,13 +6,15 @@ them must print as itself. Names and URLs sit in columns that do not wrap; notes
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
 from igwlab.cli.output import Column, print_table, stdout
-from igwlab.plan import Plan
-from igwlab.verify.report import Report
+
+if TYPE_CHECKING:  # `labs show` needs neither: importing plan would load the renderer and jinja2
+    from igwlab.plan import Plan
+    from igwlab.verify.report import Report
 
 
 def print_lab_details(details: dict[str, Any]) -> None:
