@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from igwlab import yamlio
 from igwlab.errors import CatalogError, UnsupportedCombinationError, UsageError
 from igwlab.resources import catalog_path
+from igwlab.tools.versions import parse_version
 
 Era = Literal["alpha", "ga"]
 
@@ -31,6 +32,11 @@ class EppRelease(_Strict):
     chart: str | None = None
     chart_version: str | None = None
     config_dialect: str | None = None
+    # The plugins file under /config the EPP is started with, and (manifest installs) its template.
+    config_file: str = "default-plugins.yaml"
+    default_config: str | None = None
+    # How Prometheus may read /metrics: `rbac` (token review, always on) or `disabled` (auth switched off).
+    metrics_auth: Literal["rbac", "disabled"] = "rbac"
 
 
 class GieRelease(_Strict):
@@ -41,7 +47,11 @@ class GieRelease(_Strict):
     crds: list[str]
     epp_metrics: list[str]
     rewrite_targets_field: Literal["split", "targets"] | None = None
+    # The oldest Gateway API the release's own module requires (its go.mod), if it requires one.
+    gateway_api_min: str | None = None
     bbr_chart: str | None = None
+    # Label of the ConfigMaps body-based routing reads base models and LoRA adapters from (v1.5).
+    bbr_configmap_label: str | None = None
     epp: EppRelease
     sources: list[str]
 
@@ -119,6 +129,8 @@ class Stack(_Strict):
     # How a multi-pool lab sends each model to its pool: the upstream body-based-routing component sets
     # the base-model header from the request body; elsewhere clients must send that header themselves.
     model_routing: Literal["header", "body-based-routing"] = "header"
+    # The gateway treats an InferencePool's FailOpen as FailClose.
+    ignores_fail_open: bool = False
     extra_resources: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     sources: list[str]
@@ -164,6 +176,12 @@ class Catalog(_Strict):
                     raise ValueError(f"{where}: unknown gateway_api version {stack.gateway_api.version}")
                 if stack.simulator not in self.simulators:
                     raise ValueError(f"{where}: unknown simulator {stack.simulator}")
+                floor = self.gie_releases[stack.gie_version].gateway_api_min
+                if floor and version_tuple(stack.gateway_api.version) < version_tuple(floor):
+                    raise ValueError(
+                        f"{where}: Gateway API {stack.gateway_api.version} is older than the {floor} "
+                        f"GIE {stack.gie_version} is built against"
+                    )
         return self
 
     # -- lookups ---------------------------------------------------------------------------
@@ -222,6 +240,11 @@ class Catalog(_Strict):
 
     def all_stacks(self) -> list[tuple[str, Stack]]:
         return [(name, stack) for name, provider in self.providers.items() for stack in provider.stacks]
+
+
+def version_tuple(version: str) -> tuple[int, int, int]:
+    """`v1.3.0` -> (1, 3, 0); unreadable versions sort first."""
+    return parse_version(version) or (0, 0, 0)
 
 
 def normalize_version(version: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 import socket
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -107,6 +108,9 @@ def run_doctor(
 
     for tool in ("helm", "kubectl") if context else ("k3d", "helm", "kubectl"):
         add(_tool_finding(tools, tool))
+    hf_token = hugging_face_finding(resolved)
+    if hf_token is not None:
+        add(hf_token)
     if context:
         if kube_reachable is None:
             add(Finding("cluster", "skip", f"context {context} was not checked"))
@@ -147,6 +151,37 @@ def run_doctor(
         add(Finding("cluster", "ok", f"no k3d cluster named {resolved.lab.cluster.name} yet; up will create it"))
         add(_ports_finding(needs.host_ports))
     return report
+
+
+def hugging_face_repos(resolved: ResolvedLab) -> list[str]:
+    """The Hugging Face repositories the lab's vLLM pools download: base models and LoRA adapters
+    (`org/name` ids; local paths are not downloads)."""
+    repos: list[str] = []
+    for backend in resolved.lab.backends():
+        workload = backend.workload
+        if workload.kind != "vllm-cpu":
+            continue
+        for repo in (workload.base_model, *(lora.source for lora in workload.loras)):
+            if "/" in repo and not repo.startswith(("/", ".", "~")):
+                repos.append(repo)
+    return list(dict.fromkeys(repos))
+
+
+def hugging_face_finding(resolved: ResolvedLab) -> Finding | None:
+    """vLLM pools download from Hugging Face: without HF_TOKEN gated models fail and downloads are throttled."""
+    repos = hugging_face_repos(resolved)
+    if not repos:
+        return None
+    shown = ", ".join(repos[:3]) + (f" and {len(repos) - 3} more" if len(repos) > 3 else "")
+    if os.environ.get("HF_TOKEN"):
+        return Finding("hf-token", "ok", f"HF_TOKEN is set; up puts it into Secret hf-token for {shown}")
+    return Finding(
+        "hf-token",
+        "warn",
+        f"vLLM downloads {shown} from Hugging Face and HF_TOKEN is not set: a gated model fails to load "
+        "(401) and anonymous downloads are rate-limited",
+        "export HF_TOKEN=<your Hugging Face token> before `igwlab up` (it goes into the Secret hf-token only)",
+    )
 
 
 def _tool_finding(tools: ToolRunner, tool: str) -> Finding:

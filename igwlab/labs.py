@@ -108,6 +108,9 @@ CheckName = Literal[
 Criticality = Literal["Critical", "Standard", "Sheddable"]
 WorkloadKind = Literal["sim", "vllm-cpu"]
 AddonName = Literal["observability", "litellm"]
+# What the gateway does with a request when the pool's endpoint picker is unreachable (InferencePool
+# failureMode): FailClose refuses it, FailOpen sends it to some model server without the picker.
+FailureMode = Literal["FailOpen", "FailClose"]
 
 # InferenceObjective has only a priority; negative means sheddable (GIE v1 API docs).
 PRIORITY_FOR_CRITICALITY: dict[str, int] = {"Critical": 2, "Standard": 1, "Sheddable": -1}
@@ -208,6 +211,8 @@ class EppSpec(_Strict):
 class PoolSpec(_Strict):
     name: PoolName
     target_port: int = Field(8000, ge=1, le=65535)
+    # The CRD's default; the inferencepool chart's own default (v1.4+) is FailOpen, so igwlab always sets it.
+    failure_mode: FailureMode = "FailClose"
     epp: EppSpec = Field(default_factory=EppSpec)
 
 

@@ -21,7 +21,7 @@ from igwlab.render import Rendered, render_lab, to_yaml
 from igwlab.runner import EventSink, RunResult, Worker
 from igwlab.selection import LabSelection, ResolvedLab, resolve_lab
 from igwlab.state import current_lab_file, ensure_writable, read_current_lab
-from igwlab.steps import Fetch, KubeFactory, UpContext, kubeconfig_path
+from igwlab.steps import CREATED_BY_IGWLAB, Fetch, KubeFactory, UpContext, kubeconfig_path
 from igwlab.tools import k3d, portforward
 from igwlab.tools.kube import KubeApi, KubernetesApi
 from igwlab.tools.proc import ToolRunner
@@ -424,7 +424,30 @@ def _remove_lab_objects(
                 if kube.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd):
                     say(f"deleted CRD {crd}")
                     removed.append(f"CustomResourceDefinition/{crd}")
+    releases = [summary for step in ordered if step.kind == "helm" for summary in step.releases]
+    _remove_release_namespaces(kube, releases, current.resolved.lab.namespace, removed, say)
     return removed
+
+
+def _remove_release_namespaces(
+    kube: KubeApi,
+    releases: list[dict[str, Any]],
+    lab_namespace: str,
+    removed: list[str],
+    say: Callable[[str], None],
+) -> None:
+    """The namespaces `up` made for the lab's releases (labelled managed-by igwlab), once every release
+    is uninstalled; one that was there before `up` carries no such label and stays."""
+    for namespace in dict.fromkeys(summary["namespace"] for summary in releases):
+        if namespace == lab_namespace:
+            continue  # the namespace step removes it, after everything in it
+        live = kube.get("v1", "Namespace", namespace) or {}
+        labels = (live.get("metadata") or {}).get("labels") or {}
+        if all(labels.get(key) == value for key, value in CREATED_BY_IGWLAB.items()) and kube.delete(
+            "v1", "Namespace", namespace
+        ):
+            say(f"deleted Namespace/{namespace}")
+            removed.append(f"Namespace/{namespace}")
 
 
 def diagnose(out: Path | None, env: Environment | None = None) -> Path:

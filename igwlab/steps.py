@@ -29,6 +29,8 @@ from igwlab.tools.kube import KubeApi
 from igwlab.tools.proc import ToolRunner
 
 LITELLM_SECRET = "igwlab-litellm"  # key `master-key`; the LiteLLM Deployment reads it
+# On objects igwlab makes outside the rendered lab (release namespaces, Secrets): teardown removes them.
+CREATED_BY_IGWLAB = {"app.kubernetes.io/managed-by": "igwlab"}
 HF_TOKEN_SECRET = "hf-token"  # the vLLM template reads key `token` of this Secret, optionally
 KubeFactory = Callable[[Path | None, str | None], KubeApi]
 Fetch = Callable[[str], str]
@@ -105,7 +107,7 @@ class UpContext:
                 fix="check `kubectl get gateway -A`; a LoadBalancer may be pending",
             )
         address, port = str(addresses[0]["value"]), lab.route_listener.port
-        if portforward.reachable(address, port):
+        if portforward.routable(address, port):
             return f"http://{address}:{port}"
         return self._forward_to_gateway(address, port).url
 
@@ -283,6 +285,7 @@ class StepAction:
         by_name = {release.name: release for release in self.ctx.rendered.releases}
         for summary in self.step.releases:
             release = by_name[summary["release"]]
+            self._ensure_release_namespace(release.namespace)
             values_file = self._values_path(release.values_file)
             values_file.write_text(to_yaml(release.values) if release.values else "{}\n", encoding="utf-8")
             argv = [
@@ -304,6 +307,20 @@ class StepAction:
                 fix=f"read helm's message above; `helm status {release.name} -n {release.namespace}`",
             )
 
+    def _ensure_release_namespace(self, namespace: str) -> None:
+        """A release's namespace, made by igwlab (and labelled so) only when it does not exist yet, so
+        teardown removes what igwlab made and never a namespace that was there before (`helm
+        --create-namespace` would make an unlabelled one that nothing removes)."""
+        kube = self.ctx.kube()
+        if kube.get("v1", "Namespace", namespace) is None:
+            kube.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": namespace, "labels": dict(CREATED_BY_IGWLAB)},
+                }
+            )
+
     def _values_path(self, name: str) -> Path:
         base = self.ctx.record.directory / "helm" if self.ctx.record else state_dir() / "helm"
         base.mkdir(parents=True, exist_ok=True)
@@ -321,11 +338,13 @@ class StepAction:
             rows = json.loads(result.stdout or "[]")
         except json.JSONDecodeError:
             return False
+        # `helm list` names the chart NAME-VERSION with the version as its Chart.yaml spells it: some
+        # charts write "v1.4.1", others "1.30.1", while `--version` accepts either spelling.
         version = str(summary["version"]).lstrip("v")
         return any(
             row.get("name") == summary["release"]
             and row.get("status") == "deployed"
-            and str(row.get("chart", "")).endswith(f"-{version}")
+            and str(row.get("chart", "")).endswith((f"-{version}", f"-v{version}"))
             for row in rows
         )
 
@@ -366,10 +385,11 @@ class StepAction:
         )
 
     def _apply_hf_token(self, kube: KubeApi) -> None:
-        """vLLM reads gated models with HF_TOKEN: it goes into a Secret, never into a manifest, log or record."""
+        """vLLM reads gated models with HF_TOKEN: it goes into a Secret, never into a manifest, log or record.
+        Every pool's vLLM reads the one Secret of the lab's namespace, whichever pool runs vLLM."""
         token = os.environ.get("HF_TOKEN")
         lab = self.ctx.resolved.lab
-        if not token or lab.workload.kind != "vllm-cpu":
+        if not token or not any(backend.workload.kind == "vllm-cpu" for backend in lab.backends()):
             return
         kube.apply(
             {

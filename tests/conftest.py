@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -47,3 +48,29 @@ def host_ports_free(monkeypatch: pytest.MonkeyPatch) -> None:
     whatever else runs on this shared machine, and a dry run reports busy ports as not ok (exit 3).
     The port check itself is tested on its own; here the fake Docker owns the host's ports."""
     monkeypatch.setattr("igwlab.doctor.port_in_use", lambda port: False)
+@pytest.fixture(scope="session")
+def real_binaries(request: pytest.FixtureRequest) -> None:
+    """The real binaries of the `realcluster`/`realpicker` tests, built into the testbin cache when absent
+    (about 25 minutes cold on 2 cores; `.ci/run` builds them before the tests). Skips only without Go."""
+    import shutil
+
+    import testbin
+
+    missing = [tool for tool in testbin.TOOLS.values() if testbin.cached(tool) is None]
+    if not missing:
+        return
+    if shutil.which("go") is None:
+        pytest.skip(f"needs Go to build {', '.join(t.key for t in missing)} (python tests/testbin build)")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        for tool in missing:
+            testbin.ensure(tool)
+
+
+@pytest.fixture(scope="session")
+def real_mirror(real_binaries: None, upstream: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One offline mirror (every preset, every add-on) for every real-cluster test, assembled from
+    ../shared/upstream by igwlab's own `mirror save` and the real helm."""
+    from mirror_support import assemble_mirror, every_preset_selection
+
+    return assemble_mirror(every_preset_selection(), tmp_path_factory.mktemp("real-mirror") / "mirror")

@@ -15,9 +15,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
+import yaml
 from aiohttp import web
 
 from igwlab.sim.process import BackgroundServer
@@ -35,10 +36,41 @@ class GatewayBehaviour:
     unknown_model_status: int | None = None
     warm_up_s: float = 0.0
     epp_header: bool = True
-    # Several pools: base model -> its backends, chosen by the body's model (what body-based routing
-    # does) or by the X-Gateway-Base-Model-Name header the client sends.
+    # Faults of streams: hold the whole answer and send it at once (a buffering proxy or ext_proc), or drop
+    # `stream` from the body on the way (a filter that rewrites the request).
+    buffer_stream: bool = False
+    ignore_stream: bool = False
+    # Several pools: base model -> its backends, chosen by the body's model, by the X-Gateway-Base-Model-Name
+    # header the client sends, or ("bbr") by that header set the way GIE v1.5.0's body-based router sets it.
     pools: dict[str, list[str]] = field(default_factory=dict)
-    route_by: Literal["body", "header"] = "body"
+    route_by: Literal["body", "header", "bbr"] = "body"
+    # For route_by="bbr": the ConfigMaps the router reads. A stand-in for the real BBR binary, which needs
+    # a gateway's ext_proc in front of it: the real one runs in the kwok data-path tests.
+    bbr_configmaps: list[dict[str, Any]] = field(default_factory=list)
+
+
+BBR_LABEL = "inference.networking.k8s.io/bbr-managed"
+
+
+def bbr_base_model(configmaps: list[dict[str, Any]], model: str) -> str:
+    """X-Gateway-Base-Model-Name as GIE v1.5.0's base-model-to-header plugin sets it
+    (pkg/bbr/plugins/basemodelextractor): from ConfigMaps labelled bbr-managed="true" only, adapters
+    first, then base models, else an empty string."""
+    adapters: dict[str, str] = {}
+    bases: set[str] = set()
+    for configmap in configmaps:
+        if (configmap.get("metadata", {}).get("labels") or {}).get(BBR_LABEL) != "true":
+            continue
+        data = configmap.get("data") or {}
+        base = str(data.get("baseModel") or "").strip()
+        if not base:
+            continue
+        bases.add(base)
+        for adapter in yaml.safe_load(data.get("adapters") or "") or []:
+            if str(adapter).strip():
+                adapters[str(adapter).strip()] = base
+    name = model.strip()
+    return adapters.get(name) or (name if name in bases else "")
 
 
 session_key: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
@@ -55,11 +87,16 @@ def _build(behaviour: GatewayBehaviour) -> web.Application:
     async def on_cleanup(app: web.Application) -> None:
         await app[session_key].close()
 
-    def choose_backend(body: dict, headers: dict[str, str]) -> str:
+    def choose_backend(body: dict, headers: dict[str, str], requested: str) -> str:
         backends = behaviour.backends
         if behaviour.pools:
-            key = body.get("model") if behaviour.route_by == "body" else headers.get("X-Gateway-Base-Model-Name")
-            backends = behaviour.pools.get(str(key), behaviour.backends)
+            if behaviour.route_by == "body":
+                key = str(body.get("model"))
+            elif behaviour.route_by == "bbr":
+                key = bbr_base_model(behaviour.bbr_configmaps, requested)  # BBR runs before the picker
+            else:
+                key = str(headers.get("X-Gateway-Base-Model-Name"))
+            backends = behaviour.pools.get(key, behaviour.backends)
         if behaviour.pick == "first":
             return backends[0]
         if behaviour.pick == "prefix":
@@ -82,7 +119,9 @@ def _build(behaviour: GatewayBehaviour) -> web.Application:
         if model in behaviour.rewrites:
             targets = behaviour.rewrites[model]
             body["model"] = rng.choices([t for t, _ in targets], weights=[w for _, w in targets])[0]
-        backend = choose_backend(body, dict(request.headers))
+        backend = choose_backend(body, dict(request.headers), str(model))
+        if behaviour.ignore_stream:
+            body.pop("stream", None)
         session = request.app[session_key]
         async with session.post(f"{backend}{request.path}", json=body) as upstream:
             headers = {
@@ -93,6 +132,12 @@ def _build(behaviour: GatewayBehaviour) -> web.Application:
             if behaviour.epp_header:
                 headers["x-went-into-resp-headers"] = "true"
             response = web.StreamResponse(status=upstream.status, headers=headers)
+            if behaviour.buffer_stream:
+                whole = await upstream.read()
+                await response.prepare(request)
+                await response.write(whole)
+                await response.write_eof()
+                return response
             await response.prepare(request)
             first = True
             async for chunk in upstream.content.iter_any():

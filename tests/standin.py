@@ -126,6 +126,7 @@ class GatewayStandIn:
 
     def reconcile(self) -> None:
         if "GatewayClass" not in self.hold:
+            self._ensure_gateway_class()
             for gateway_class in self._list(GATEWAY_API, "GatewayClass"):
                 if gateway_class["spec"].get("controllerName") != self.controller:
                     continue
@@ -150,6 +151,28 @@ class GatewayStandIn:
                     self._patch_status(GATEWAY_API, "HTTPRoute", route, {"parents": self._route_parents(route)})
         if "InferencePool" not in self.hold:
             self._reconcile_pools(routes)
+
+    def _ensure_gateway_class(self) -> None:
+        """Providers whose controller makes its GatewayClass at start-up (catalog `created_by: provider`):
+        make it once the controller's Deployment exists, unless the chart made it already."""
+        stack = self.resolved.stack
+        if stack.gateway_class.created_by != "provider":
+            return
+        if self._get(GATEWAY_API, "GatewayClass", self.class_name, None) is not None:
+            return
+        for release in stack.helm_releases:
+            for name in release.wait_deployments:
+                if self._get("apps/v1", "Deployment", name, release.namespace) is None:
+                    return
+        manifest = {
+            "apiVersion": GATEWAY_API,
+            "kind": "GatewayClass",
+            "metadata": {"name": self.class_name},
+            "spec": {"controllerName": self.controller},
+        }
+        self._api(GATEWAY_API, "GatewayClass").server_side_apply(
+            body=manifest, name=self.class_name, field_manager="gateway-standin", force_conflicts=True
+        )
 
     def _attached(self, route: dict[str, Any], gateways: set[str]) -> bool:
         namespace = route["metadata"]["namespace"]
@@ -296,7 +319,7 @@ class GatewayStandIn:
                     parents.append(parent)
                 self._patch_status(self.pool_api, "InferencePool", pool, {field_name: parents})
 
-    def _get(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+    def _get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:
         from kubernetes.dynamic.exceptions import NotFoundError
 
         try:

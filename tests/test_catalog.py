@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from igwlab.catalog import load_catalog
+from igwlab.catalog import load_catalog, version_tuple
 from igwlab.errors import ExitCode, UnsupportedCombinationError
 
 CATALOG = load_catalog()
@@ -61,3 +65,37 @@ def test_an_unknown_provider_lists_the_known_ones() -> None:
     with pytest.raises(UnsupportedCombinationError) as caught:
         CATALOG.stack_for("traefik")
     assert "agentgateway, envoy-gateway, istio, kgateway, nginx" in (caught.value.fix or "")
+
+
+TESTBIN_MODULES = Path(__file__).resolve().parent / "testbin" / "modules"
+
+
+@pytest.mark.parametrize("gie_version", sorted(CATALOG.gie_releases))
+def test_the_gateway_api_floor_is_what_the_gie_module_requires(gie_version: str) -> None:
+    """The GIE module at the tag (its go.mod, resolved by Go itself) names the Gateway API its EPP and
+    conformance suite are built with; the catalog's floor is that version, and every stack meets it."""
+    go = shutil.which("go")
+    if go is None:
+        pytest.skip("the Go toolchain reads the module graph; `go` is not on PATH")
+    result = subprocess.run(
+        [go, "list", "-m", "-json", "sigs.k8s.io/gateway-api"],
+        cwd=TESTBIN_MODULES / f"gie-{gie_version}",
+        env={**os.environ, "GOFLAGS": "-mod=readonly"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    required = json.loads(result.stdout)["Version"] if result.returncode == 0 else None
+    if required is None:
+        assert "not a known dependency" in result.stderr, result.stderr
+    assert CATALOG.gie_releases[gie_version].gateway_api_min == required
+
+
+def test_kgateway_pairs_with_the_gateway_api_it_was_conformance_tested_with() -> None:
+    stack = CATALOG.stack_for("kgateway")
+    assert (stack.gie_version, stack.gateway_api.version) == ("v0.5.1", "v1.3.0")
+    for _, other in CATALOG.all_stacks():
+        floor = CATALOG.gie(other).gateway_api_min
+        if floor:
+            assert version_tuple(other.gateway_api.version) >= version_tuple(floor), other.id

@@ -55,7 +55,7 @@ def test_plan_json_orders_steps_and_marks_concurrency(cli: CliRunner) -> None:
         assert ids.index(before) < ids.index(after), (before, after)
     steps = {step["id"]: step for step in plan["steps"]}
     assert steps["gateway-api-crds"]["urls"] == [
-        "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.2.1/standard-install.yaml"
+        "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.3.0/standard-install.yaml"
     ]
     assert steps["provider-kgateway"]["releases"][0]["version"] == "v2.0.4"
     assert "--disable=traefik@server:*" in steps["cluster"]["command"]

@@ -519,9 +519,9 @@ def test_server_bytes_are_escaped_and_hints_name_the_labs_objects(cli: CliRunner
     finally:
         server.shutdown()
     assert human.exit_code == 1 and "\x1b" not in human.stdout and "[/bold]boom" in human.stdout
-    completion = next(check for check in data["checks"] if check["name"] == "completion")
-    assert "\\x1b[31m[/bold]boom\\x07" in completion["detail"]
-    assert "`kubectl logs deploy/fakellm-pool-epp -n igwlab`" in completion["hint"]
+    reachable = next(check for check in data["checks"] if check["name"] == "gateway-reachable")
+    assert "\\x1b[31m[/bold]boom\\x07" in reachable["detail"], reachable
+    assert "`kubectl logs deploy/fakellm-pool-epp -n igwlab`" in reachable["hint"], reachable
 
 
 def test_labs_and_labs_show_load_neither_templates_nor_the_mirror_module() -> None:

@@ -32,7 +32,8 @@ LORAS = ("fake-llm-lora-a", "fake-llm-lora-b")
 
 def test_litellm_objects_render_without_the_master_key() -> None:
     rendered = render(lab="kgateway-fake-llm", addons=("litellm",))
-    config = yaml.safe_load(find(rendered, "ConfigMap")[0]["data"]["config.yaml"])
+    configmap = next(c for c in find(rendered, "ConfigMap") if c["metadata"]["name"] == "igwlab-litellm")
+    config = yaml.safe_load(configmap["data"]["config.yaml"])
     names = [entry["model_name"] for entry in config["model_list"]]
     assert names == ["fake-llm", *LORAS]
     assert config["model_list"][0]["litellm_params"]["api_base"] == (

@@ -132,7 +132,7 @@ def test_image_references_normalize_and_get_their_own_file(ref: str, full: str, 
 def test_mirror_file_paths_come_from_the_source_and_never_leave_the_directory() -> None:
     crds = lab_artifacts(render(lab="kgateway-fake-llm"))[0]
     assert (
-        crds.relpath() == "crds/github.com/kubernetes-sigs/gateway-api/releases/download/v1.2.1/standard-install.yaml"
+        crds.relpath() == "crds/github.com/kubernetes-sigs/gateway-api/releases/download/v1.3.0/standard-install.yaml"
     )
     repo_chart = next(a for a in lab_artifacts(render(lab="istio-fake-llm")) if a.source == "istiod")
     assert repo_chart.relpath() == "charts/istio-release.storage.googleapis.com/charts/istiod-1.30.1.tgz"

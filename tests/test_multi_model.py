@@ -7,6 +7,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import charts
 import pytest
 import yaml
 from fakegw import GatewayBehaviour, running_gateway
@@ -139,3 +140,81 @@ def test_up_waits_for_both_pools_and_teardown_removes_both(tmp_path: Path, conte
         removed = teardown(TeardownOptions(), world.env)
     if context:
         assert "helm release igwlab/tinyllm-pool" in removed and "Deployment/igwlab/tinyllm" in removed
+
+
+@contextmanager
+def routed_like_bbr_v1_5(configmaps: list[dict[str, Any]]) -> Iterator[str]:
+    """The rendered multi-model lab behind a gateway that routes the way GIE v1.5.0's body-based router and
+    the rendered HTTPRoute do: base-model header from the bbr-managed ConfigMaps, then the route's rules."""
+    rendered = render(lab="multi-model")
+    lab = rendered.resolved.lab
+    with ExitStack() as stack:
+        servers = {}
+        for backend in lab.backends():
+            loras = tuple(lora.name for lora in backend.workload.loras)
+            servers[backend.pool.name] = [
+                stack.enter_context(
+                    running_sim(
+                        SimConfig(
+                            port=0,
+                            model=backend.workload.served_model,
+                            loras=loras,
+                            pod_name=f"{backend.workload.name}-{i}",
+                        )
+                    )
+                ).url
+                for i in range(2)
+            ]
+        rules = find(rendered, "HTTPRoute")[0]["spec"]["rules"]
+        pools, catch_all = {}, []
+        for rule in rules:
+            backends = servers[rule["backendRefs"][0]["name"]]
+            headers = rule["matches"][0].get("headers")
+            if headers:
+                pools[headers[0]["value"]] = backends
+            else:
+                catch_all = backends
+        behaviour = GatewayBehaviour(backends=catch_all, pools=pools, route_by="bbr", bbr_configmaps=configmaps)
+        yield stack.enter_context(running_gateway(behaviour)).url
+
+
+def _bbr_configmaps() -> list[dict[str, Any]]:
+    return [
+        c
+        for c in find(render(lab="multi-model"), "ConfigMap")
+        if (c["metadata"].get("labels") or {}).get("inference.networking.k8s.io/bbr-managed") == "true"
+    ]
+
+
+def test_body_based_routing_v1_5_reaches_every_pool_with_the_rendered_configmaps(cli: CliRunner) -> None:
+    configmaps = _bbr_configmaps()
+    assert {c["data"]["baseModel"] for c in configmaps} == {"fake-llm", "tiny-llm"}
+    assert yaml.safe_load(next(c for c in configmaps if c["data"]["baseModel"] == "fake-llm")["data"]["adapters"]) == [
+        "fake-llm-lora-a"
+    ]
+    with routed_like_bbr_v1_5(configmaps) as url:
+        code, checks = _verify(cli, url)
+    routing = checks["model-routing"]
+    assert routing["status"] == "pass", routing
+    assert routing["data"]["tiny-llm"]["pool"] == "tinyllm-pool"
+    assert routing["data"]["fake-llm-lora-a"]["pool"] == "fakellm-pool"
+    assert code == 0
+
+
+def test_without_bbr_configmaps_the_second_pool_is_never_reached_and_verify_says_why(cli: CliRunner) -> None:
+    with routed_like_bbr_v1_5([]) as url:
+        code, checks = _verify(cli, url)
+    routing = checks["model-routing"]
+    assert code == 1 and routing["status"] == "fail" and routing["detail"].startswith("tiny-llm: ")
+    assert "inference.networking.k8s.io/bbr-managed" in routing["hint"] and "empty" in routing["hint"]
+
+
+def test_the_bbr_chart_attaches_to_the_labs_own_gateway(tmp_path: Path) -> None:
+    """With provider istio the body-based-routing chart renders an EnvoyFilter for a Gateway by name."""
+    data = load_lab("multi-model").model_dump(mode="json", exclude_none=True)
+    data["gateway"]["name"] = "models-gateway"
+    path = tmp_path / "multi.yaml"
+    path.write_text(yaml.safe_dump(data))
+    bbr = next(r for r in render(lab=str(path)).releases if r.step == "bbr")
+    envoy_filter = charts.find(charts.template(bbr, tmp_path), "EnvoyFilter")[0]
+    assert envoy_filter["spec"]["targetRefs"][0]["name"] == "models-gateway"

@@ -315,13 +315,19 @@ def test_up_with_litellm_makes_one_master_key_and_keeps_it(tmp_path: Path) -> No
             assert key not in path.read_text(errors="replace"), path
 
 
-def test_an_unreachable_gateway_address_gets_a_managed_port_forward(tmp_path: Path) -> None:
+def test_an_unreachable_gateway_address_gets_a_managed_port_forward(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """On an existing cluster whose Gateway address the host cannot reach, `up` forwards a local port
     to the gateway's Service, records it, verify uses it, and teardown stops it."""
+    from igwlab.tools import portforward
     from igwlab.tools.portforward import alive
     from igwlab.verify.run import VerifyOptions, verify
 
-    # 127.0.0.2 answers nothing here: the stand-in for a LoadBalancer IP the host has no route to.
+    # 127.0.0.2 stands for a LoadBalancer IP the host has no route to. A connection refused means the host
+    # answered (the proxy may be starting) and `up` keeps the address, so the missing route, which no
+    # address on this machine can produce, is injected by making `routable` report it.
+    monkeypatch.setattr(portforward, "routable", lambda host, port, timeout_s=3.0: host != "127.0.0.2")
     with lab_world(tmp_path, preset="agentgateway-fake-llm", context=True, gateway_address="127.0.0.2") as world:
         world.tools.configure(port_forward_target=f"127.0.0.1:{world.port}")
         result = up(world.options(context="ctx"), world.env)
@@ -338,3 +344,57 @@ def test_an_unreachable_gateway_address_gets_a_managed_port_forward(tmp_path: Pa
         assert {c.name: c.status for c in report.checks}["completion"] == "pass"
         removed = teardown(TeardownOptions(), world.env)
     assert "port-forward to the gateway" in removed and not alive(int(forward["pid"]))
+
+
+def test_a_refused_connection_means_the_gateway_address_is_routable() -> None:
+    """A Gateway address whose proxy is still starting refuses connections: the host answered, so `up`
+    keeps the address (and its warm-up waits) instead of forwarding a port to a proxy that is not there."""
+    import socket
+
+    from igwlab.tools import portforward
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: connections are refused
+        assert portforward.routable("127.0.0.1", port) and not portforward.reachable("127.0.0.1", port)
+
+
+def test_every_pool_running_vllm_gets_the_hf_token_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Secret is the lab's, whichever pool runs vLLM (here only the second one does)."""
+    import yaml
+
+    token = "hf_test_" + "y" * 24
+    monkeypatch.setenv("HF_TOKEN", token)
+    with lab_world(tmp_path, preset="multi-model") as world:
+        data = yaml.safe_load(world.lab_file.read_text())
+        data["extra_pools"][0]["workload"].update(kind="vllm-cpu", replicas=1)
+        world.lab_file.write_text(yaml.safe_dump(data))
+        world.tools.configure(docker_info={**HEALTHY_DOCKER, "NCPU": 16, "MemTotal": 32 * 1024**3})
+        result = up(world.options(), world.env)
+        secret = world.cluster.get("v1", "Secret", "hf-token", "igwlab")
+    assert result.run.ok, result.run.error
+    assert secret is not None and secret["stringData"]["token"] == token
+
+
+@pytest.mark.parametrize("token", [None, "hf_set"])
+def test_doctor_warns_when_vllm_downloads_from_hugging_face_without_a_token(
+    token: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from igwlab.doctor import run_doctor
+    from igwlab.selection import LabSelection, resolve_lab
+    from igwlab.testing.faketools import FakeTools
+    from igwlab.tools.proc import ToolRunner
+
+    if token is None:
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("HF_TOKEN", token)
+    tools = ToolRunner(env=FakeTools.install(tmp_path / "fake").env())
+    vllm = run_doctor(resolve_lab(LabSelection(lab="agentgateway-vllm-cpu")), tools)
+    finding = next(f for f in vllm.findings if f.name == "hf-token")
+    assert finding.status == ("warn" if token is None else "ok")
+    assert "Qwen/Qwen2.5-1.5B-Instruct" in finding.detail
+    if token is None:
+        assert "export HF_TOKEN" in finding.fix
+    sim = run_doctor(resolve_lab(LabSelection(lab="agentgateway-fake-llm")), tools)
+    assert not [f for f in sim.findings if f.name == "hf-token"], "the simulator downloads nothing"

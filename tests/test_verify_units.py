@@ -30,7 +30,7 @@ def test_prefix_affinity_statistic() -> None:
         (Observation(status=429), "queue is full"),
         (Observation(status=500), "EPP logs"),
         (Observation(status=502), "target port"),
-        (Observation(status=503), "No healthy endpoint"),
+        (Observation(status=503), "No endpoint for the request"),
         (Observation(status=504), "timed out upstream"),
         (Observation(status=200, error="bad-json"), "not JSON"),
         (Observation(status=599), "EPP logs"),

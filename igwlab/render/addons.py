@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from igwlab.render.epp import METRICS_PORT, epp_name
 from igwlab.render.objects import HelmRelease
+from igwlab.render.pools import scoped
 from igwlab.render.templates import render_template_text
 from igwlab.selection import ResolvedLab
 
@@ -32,10 +34,21 @@ def render_dashboard(resolved: ResolvedLab) -> dict[str, Any]:
     return dashboard
 
 
+def _any_of(names: list[str]) -> str:
+    """A Prometheus relabel regex (anchored by Prometheus) matching exactly these names: Kubernetes names
+    and port numbers hold no regex metacharacters."""
+    return "|".join(dict.fromkeys(names))
+
+
 def observability_values(resolved: ResolvedLab, context: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Values of the `prometheus` and `grafana` charts, keyed by release name."""
+    """Values of the `prometheus` and `grafana` charts, keyed by release name. Prometheus scrapes the
+    model servers and the endpoint picker of every pool of the lab."""
     lab = resolved.lab
     ns = lab.namespace
+    backends = lab.backends()
+    workloads = _any_of([backend.workload.name for backend in backends])
+    epps = _any_of([epp_name(scoped(resolved, backend)) for backend in backends])
+    ports = _any_of([str(backend.pool.target_port) for backend in backends])
     pod_role = {"role": "pod", "namespaces": {"names": [ns]}}
     prometheus = {
         "alertmanager": {"enabled": False},
@@ -56,19 +69,19 @@ def observability_values(resolved: ResolvedLab, context: dict[str, Any]) -> dict
                         "relabel_configs": [
                             {
                                 "source_labels": ["__meta_kubernetes_pod_label_app"],
-                                "regex": lab.workload.name,
+                                "regex": workloads,
                                 "action": "keep",
                             },
                             {
                                 "source_labels": ["__meta_kubernetes_pod_container_port_number"],
-                                "regex": str(lab.pool.target_port),
+                                "regex": ports,
                                 "action": "keep",
                             },
                             {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
                         ],
                     },
                     {
-                        # The EPP's /metrics wants a bearer token it can review (--metrics-endpoint-auth): the
+                        # Where the EPP's /metrics wants a bearer token it can review (v0.5, always): the
                         # Prometheus server's own ServiceAccount token, whose ClusterRole may GET /metrics.
                         "job_name": "endpoint-picker",
                         "kubernetes_sd_configs": [{"role": "endpoints", "namespaces": {"names": [ns]}}],
@@ -76,12 +89,12 @@ def observability_values(resolved: ResolvedLab, context: dict[str, Any]) -> dict
                         "relabel_configs": [
                             {
                                 "source_labels": ["__meta_kubernetes_service_name"],
-                                "regex": context["epp_name"],
+                                "regex": epps,
                                 "action": "keep",
                             },
                             {
                                 "source_labels": ["__meta_kubernetes_endpoint_port_number"],
-                                "regex": "9090",
+                                "regex": str(METRICS_PORT),
                                 "action": "keep",
                             },
                             {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},

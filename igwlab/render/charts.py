@@ -5,11 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from igwlab.render.epp import scheduling_config
+from igwlab.render.epp import epp_chart_values
 from igwlab.render.objects import HelmRelease
 from igwlab.selection import ResolvedLab
-
-SCHEDULING_CONFIG_FILE = "igwlab-scheduling.yaml"
 
 
 def provider_releases(resolved: ResolvedLab) -> list[HelmRelease]:
@@ -32,13 +30,8 @@ def provider_releases(resolved: ResolvedLab) -> list[HelmRelease]:
 def pool_chart_values(resolved: ResolvedLab, context: dict[str, Any]) -> dict[str, Any]:
     """Values for the upstream `inferencepool` chart (GIE v1.x) for the lab's (first) pool."""
     lab = resolved.lab
-    extension: dict[str, Any] = {"resources": context["epp_resources"]}
-    config = scheduling_config(resolved)
-    if config is not None:
-        extension["pluginsConfigFile"] = SCHEDULING_CONFIG_FILE
-        extension["pluginsCustomConfig"] = {SCHEDULING_CONFIG_FILE: config}
     return {
-        "inferenceExtension": extension,
+        "inferenceExtension": epp_chart_values(resolved),
         "inferencePool": {
             "targetPorts": [{"number": lab.pool.target_port}],
             "modelServers": {"matchLabels": context["selector_labels"]},
@@ -57,5 +50,9 @@ def bbr_release(resolved: ResolvedLab) -> HelmRelease:
         chart=gie.bbr_chart,
         version=gie.epp.chart_version,
         namespace=resolved.lab.namespace,
-        values={"provider": {"name": stack.pool_chart_provider}},
+        # With provider istio the chart's EnvoyFilter attaches BBR to the Gateway of this name.
+        values={
+            "provider": {"name": stack.pool_chart_provider},
+            "inferenceGateway": {"name": resolved.lab.gateway.name},
+        },
     )

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from igwlab.errors import InvalidLabError
 from igwlab.labs import Backend, Lab
 from igwlab.render.addons import addon_releases, litellm_config
 from igwlab.render.charts import bbr_release, pool_chart_values, provider_releases
-from igwlab.render.epp import epp_args, epp_name, epp_resources
+from igwlab.render.epp import CONFIG_DIR, config_files, epp_args, epp_name, epp_resources
 from igwlab.render.model_servers import simulator_args, vllm_args, workload_resources
 from igwlab.render.objects import MANAGED_BY, CrdBundle, HelmRelease, KubeObject, Rendered
+from igwlab.render.pools import scoped
 from igwlab.render.templates import render_objects, to_yaml
 from igwlab.selection import ResolvedLab
 
@@ -40,6 +40,8 @@ def build_context(resolved: ResolvedLab) -> dict[str, Any]:
         "epp_labels": {"app": name},
         "epp_cluster_role": f"igwlab-{lab.namespace}-{name}"[:253],
         "epp_args": epp_args(resolved),
+        "epp_config_files": config_files(resolved),
+        "epp_config_dir": CONFIG_DIR,
         "epp_resources": epp_resources(resolved),
         "sim_args": simulator_args(resolved),
         "vllm_args": vllm_args(resolved),
@@ -49,10 +51,18 @@ def build_context(resolved: ResolvedLab) -> dict[str, Any]:
     }
 
 
-def scoped(resolved: ResolvedLab, backend: Backend) -> ResolvedLab:
-    """The lab with this pool in the place of its own, so one set of builders serves every pool."""
-    lab = resolved.lab.model_copy(update={"workload": backend.workload, "pool": backend.pool, "models": backend.models})
-    return replace(resolved, lab=lab)
+def uses_body_based_routing(resolved: ResolvedLab) -> bool:
+    """Several pools behind one Gateway, on a stack whose model routing is the upstream BBR component."""
+    return len(resolved.lab.extra_pools) > 0 and resolved.stack.model_routing == "body-based-routing"
+
+
+def bbr_adapters(resolved: ResolvedLab) -> str:
+    """The pool's names other than its base model (LoRA adapters, model names it rewrites), as the
+    YAML list BBR reads from a ConfigMap's `adapters` key."""
+    lab = resolved.lab
+    names = [*lab.workload.served_names(), *(model.name for model in lab.models)]
+    others = [name for name in dict.fromkeys(names) if name != lab.workload.served_model]
+    return to_yaml(others) if others else ""
 
 
 def _render_backend(resolved: ResolvedLab, backend: Backend) -> tuple[list[KubeObject], list[HelmRelease]]:
@@ -84,6 +94,9 @@ def _render_backend(resolved: ResolvedLab, backend: Backend) -> tuple[list[KubeO
             wait_deployments=(f"{lab.namespace}/{context['epp_name']}",),
         )
     )
+    if uses_body_based_routing(resolved):
+        bbr_context = {**context, "bbr_adapters": bbr_adapters(pool_lab)}
+        objects += render_objects(backend.step("models"), "inference/ga/bbr-models.yaml.j2", bbr_context)
     for model in lab.models:
         model_context = {**context, "model": model}
         objects += render_objects(backend.step("models"), "inference/ga/inferenceobjective.yaml.j2", model_context)
@@ -141,7 +154,7 @@ def render_lab(resolved: ResolvedLab) -> Rendered:
         objects_, releases_ = _render_backend(resolved, backend)
         objects += objects_
         releases += releases_
-    if len(lab.extra_pools) > 0 and stack.model_routing == "body-based-routing":
+    if uses_body_based_routing(resolved):
         releases.append(bbr_release(resolved))
 
     for addon in lab.addons:

@@ -201,7 +201,7 @@ elif TOOL == "helm":
     elif argv[:1] in (["list"], ["ls"]):
         namespace = flag("--namespace") or flag("-n")
         rows = [{{"name": r["name"], "namespace": r["namespace"], "revision": str(r["revision"]), "status": "deployed",
-                 "chart": r["chart"].rstrip("/").split("/")[-1] + "-" + r["version"].lstrip("v"),
+                 "chart": r["chart"].rstrip("/").split("/")[-1] + "-" + r["version"],
                  "app_version": r["version"]}}
                 for r in releases.values() if namespace in (None, r["namespace"]) or "-A" in argv]
         print(json.dumps(rows))

@@ -42,6 +42,18 @@ def reachable(host: str, port: int, timeout_s: float = 3.0) -> bool:
         return False
 
 
+def routable(host: str, port: int, timeout_s: float = 3.0) -> bool:
+    """Whether this machine reaches `host` at all: a connection accepted or actively refused (the host
+    answered; its proxy may still be starting) counts, a timeout or an unreachable network does not."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
 def free_local_port(preferred: int) -> int:
     """The preferred port when it is free, else one the system picks."""
     for candidate in (preferred, 0):

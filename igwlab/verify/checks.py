@@ -16,12 +16,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from igwlab.gates import Gate
-from igwlab.labs import Lab
+from igwlab.labs import FailureMode, Lab
 from igwlab.render import BASE_MODEL_HEADER
 from igwlab.tools.kube import KubeApi
 from igwlab.verify import stats
 from igwlab.verify.engine import Engine, Observation
-from igwlab.verify.hints import first_failure, hint_for, personalize, printable, summarize_outcomes
+from igwlab.verify.hints import (
+    first_failure,
+    hint_for,
+    model_not_served,
+    personalize,
+    printable,
+    summarize_outcomes,
+    wrong_pool_hint,
+)
 from igwlab.verify.report import CheckResult
 
 COMPLETIONS = "/v1/completions"
@@ -38,6 +46,15 @@ class ClusterAccess:
     gates: dict[str, list[Gate]]  # check name -> every gate it covers (one per pool for pools and EPPs)
 
 
+@dataclass(frozen=True)
+class LabFacts:
+    """What the checks know of the lab's stack: how multi-pool requests pick a pool, and the pool failure
+    mode the gateway applies."""
+
+    header_routing: bool = True
+    failure_mode: FailureMode = "FailClose"
+
+
 @dataclass
 class CheckContext:
     lab: Lab
@@ -50,6 +67,8 @@ class CheckContext:
     litellm_key: str | None = None
     # Multi-pool labs: True where clients must send the base-model header themselves (no body-based routing).
     header_routing: bool = True
+    # The InferencePool failure mode the gateway applies (the lab's, unless the stack ignores it).
+    failure_mode: FailureMode = "FailClose"
     max_tokens: int = 8
     reachable: bool = False
     seen: list[Observation] = field(default_factory=list)
@@ -58,6 +77,10 @@ class CheckContext:
     @property
     def model(self) -> str:
         return self.lab.models[0].name
+
+    def hint(self, observation: Observation) -> str:
+        """What a failed observation most likely means in this lab (its failure mode in force)."""
+        return hint_for(observation, self.failure_mode)
 
     def remember(self, observations: list[Observation]) -> list[Observation]:
         self.seen += observations
@@ -101,13 +124,26 @@ async def gateway_reachable(ctx: CheckContext) -> CheckResult:
     observation, attempts = await ctx.engine.wait_until_answering(COMPLETIONS, _completion_body(ctx), ctx.wait_s)
     ctx.remember([observation])
     data = {"attempts": attempts, "status": observation.status}
+    waited = f" after {attempts} attempts in {ctx.wait_s:.0f}s" if attempts > 1 else ""
     if observation.error in ("dns", "connect", "timeout", "protocol"):
-        waited = f" after {attempts} attempts in {ctx.wait_s:.0f}s" if attempts > 1 else ""
-        hint = hint_for(observation)
+        hint = ctx.hint(observation)
         if ctx.wait_s == 0:
             hint += " If the lab is still starting, pass --wait 120."
         return CheckResult(
             "gateway-reachable", "fail", f"{observation.outcome()}{waited}: {observation.error_detail}", hint, data=data
+        )
+    if observation.status is not None and observation.status >= 500:
+        # Something answers, but a gateway that fails every request is not one clients can reach.
+        hint = ctx.hint(observation)
+        if ctx.wait_s == 0:
+            hint += " If the lab is still starting, pass --wait 120."
+        message = observation.error_message.strip()
+        return CheckResult(
+            "gateway-reachable",
+            "fail",
+            f"HTTP {observation.status}{waited} from {ctx.engine.base_url}" + (f": {message[:120]}" if message else ""),
+            hint,
+            data=data,
         )
     ctx.reachable = True
     return CheckResult(
@@ -122,7 +158,9 @@ async def gateway_reachable(ctx: CheckContext) -> CheckResult:
 async def completion(ctx: CheckContext) -> CheckResult:
     observation = ctx.remember([await ctx.engine.post(COMPLETIONS, _completion_body(ctx))])[0]
     if not observation.ok:
-        return _failed_request("completion", observation, f"POST {COMPLETIONS} for {ctx.model!r}")
+        return _failed_request(
+            "completion", observation, f"POST {COMPLETIONS} for {ctx.model!r}", ctx.hint(observation)
+        )
     try:
         text = observation.body["choices"][0]["text"]
     except (KeyError, IndexError, TypeError):
@@ -144,7 +182,7 @@ async def completion(ctx: CheckContext) -> CheckResult:
 async def chat_completion(ctx: CheckContext) -> CheckResult:
     observation = ctx.remember([await ctx.engine.post(CHAT, _chat_body(ctx))])[0]
     if not observation.ok:
-        return _failed_request("chat-completion", observation, f"POST {CHAT} for {ctx.model!r}")
+        return _failed_request("chat-completion", observation, f"POST {CHAT} for {ctx.model!r}", ctx.hint(observation))
     try:
         content = observation.body["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
@@ -162,21 +200,52 @@ async def chat_completion(ctx: CheckContext) -> CheckResult:
     )
 
 
+STREAM_TOKENS = 16  # enough events to tell a live stream from one held back and sent at once
+BURST_S = 0.05  # every event within this of the first: looks like one burst
+
+
+async def generation_pacing(ctx: CheckContext) -> float:
+    """Seconds the model server needs for STREAM_TOKENS - 1 more tokens, seen through the gateway without
+    streaming (so a buffering proxy cannot hide it): 16 tokens minus 1 token, EOS ignored."""
+    short, long = [
+        await ctx.engine.post(COMPLETIONS, {**_completion_body(ctx), "max_tokens": tokens, "ignore_eos": True})
+        for tokens in (1, STREAM_TOKENS)
+    ]
+    ctx.remember([short, long])
+    if not (short.ok and long.ok):
+        return 0.0
+    return max(0.0, long.elapsed_s - short.elapsed_s)
+
+
 async def streaming(ctx: CheckContext) -> CheckResult:
-    observation = await ctx.engine.stream(CHAT, _chat_body(ctx))
+    stream_body = {**_chat_body(ctx), "max_tokens": max(ctx.max_tokens, STREAM_TOKENS), "ignore_eos": True}
+    observation = await ctx.engine.stream(CHAT, stream_body)
     ctx.remember([observation])
     if observation.status != 200 or observation.error in ("dns", "connect", "timeout", "protocol", "bad-json"):
         if not observation.stream_chunks:
-            return _failed_request("streaming", observation, "streamed chat")
+            return _failed_request("streaming", observation, "streamed chat", ctx.hint(observation))
         stalled = (
             "Tokens arrived, then the stream stalled past --timeout: a slow model, or a proxy buffering "
             "the stream (check the route timeout)."
         )
-        hint = stalled if observation.error == "timeout" else hint_for(observation)
+        hint = stalled if observation.error == "timeout" else ctx.hint(observation)
         detail = f"stream stopped after {observation.stream_chunks} chunks: {observation.outcome()}"
         return CheckResult("streaming", "fail", detail, hint)
     if observation.error == "bad-stream":
-        return CheckResult("streaming", "fail", observation.error_detail, hint_for(observation))
+        return CheckResult("streaming", "fail", observation.error_detail, ctx.hint(observation))
+    content_type = observation.headers.get("content-type", "")
+    if not observation.stream_chunks and not content_type.startswith("text/event-stream"):
+        return CheckResult(
+            "streaming",
+            "fail",
+            f"200 {content_type or 'without a content type'} instead of server-sent events: the stream was ignored"
+            + (f" ({observation.text.strip()[:100]})" if observation.text.strip() else ""),
+            "The request asked for `stream: true` and got one whole answer back. Either the model server "
+            "ignored the flag, or something between client and server dropped it from the body: a proxy or "
+            "ext_proc filter that rewrites the request (LiteLLM, a body-mutating policy, the endpoint picker's "
+            "model rewrite). Send the same request straight to a model server pod to tell which.",
+            data={"content_type": content_type},
+        )
     if not observation.stream_done:
         return CheckResult(
             "streaming",
@@ -185,11 +254,31 @@ async def streaming(ctx: CheckContext) -> CheckResult:
             "The stream ended early: the proxy may cut long-lived responses (route timeout).",
         )
     ttft = f"{observation.ttft_s * 1000:.0f} ms" if observation.ttft_s is not None else "n/a"
+    data = {
+        "chunks": observation.stream_chunks,
+        "ttft_s": observation.ttft_s,
+        "chunk_times_s": observation.chunk_times_s,
+    }
+    times = observation.chunk_times_s
+    spread = times[-1] - times[0] if times else 0.0
+    if len(times) >= 4 and spread < BURST_S:
+        # One burst: a buffering proxy, or a server that generates that fast. Its pace without streaming tells.
+        pacing = await generation_pacing(ctx)
+        data["generation_s"] = pacing
+        if pacing >= 4 * BURST_S and spread < pacing / 4:
+            return CheckResult(
+                "streaming",
+                "warn",
+                f"all {observation.stream_chunks} chunks arrived within {spread * 1000:.0f} ms, after {ttft}, "
+                f"though the model takes {pacing * 1000:.0f} ms to write them: the stream was buffered",
+                "A proxy or the ext_proc filter holds the response until it is complete, so clients see no "
+                "token until the last one. The gateway must pass the response body through as it comes "
+                "(ext_proc response body mode STREAMED or FULL_DUPLEX_STREAMED, no buffering filter or proxy "
+                "in between).",
+                data=data,
+            )
     return CheckResult(
-        "streaming",
-        "pass",
-        f"{observation.stream_chunks} chunks then [DONE]; first token after {ttft}",
-        data={"chunks": observation.stream_chunks, "ttft_s": observation.ttft_s},
+        "streaming", "pass", f"{observation.stream_chunks} chunks then [DONE]; first token after {ttft}", data=data
     )
 
 
@@ -205,7 +294,7 @@ async def traffic_split(ctx: CheckContext) -> CheckResult:
         failed = first_failure(observations)
         if failed is not None:
             return CheckResult(
-                "traffic-split", "fail", f"{model.name}: {summarize_outcomes(observations)}", hint_for(failed)
+                "traffic-split", "fail", f"{model.name}: {summarize_outcomes(observations)}", ctx.hint(failed)
             )
         counts = Counter(o.model or "(no model field)" for o in observations)
         names = [target.name for target in model.targets]
@@ -278,7 +367,7 @@ async def endpoint_spread(ctx: CheckContext) -> CheckResult:
     observations = ctx.remember(await ctx.engine.post_many(COMPLETIONS, bodies))
     answered = [o for o in observations if o.ok]
     if not answered:
-        return CheckResult("endpoint-spread", "fail", summarize_outcomes(observations), hint_for(observations[0]))
+        return CheckResult("endpoint-spread", "fail", summarize_outcomes(observations), ctx.hint(observations[0]))
     pods = Counter(o.pod for o in answered if o.pod)
     if not pods:
         if ctx.lab.workload.kind != "sim":
@@ -304,41 +393,45 @@ async def endpoint_spread(ctx: CheckContext) -> CheckResult:
 
 
 async def model_routing(ctx: CheckContext) -> CheckResult:
+    """Every name each pool answers to (its models, base model and LoRA adapters) reaches that pool's pods."""
     backends = ctx.lab.backends()
     if len(backends) < 2:
         return CheckResult("model-routing", "skip", "the lab has one pool")
     per_pool = max(10, ctx.requests // 10)
     data: dict[str, Any] = {}
     for backend in backends:
-        model = backend.models[0].name
+        names = list(dict.fromkeys([*(m.name for m in backend.models), *backend.workload.served_names()]))
+        per_name = max(5, per_pool // len(names))
         headers = {BASE_MODEL_HEADER: backend.workload.served_model} if ctx.header_routing else None
-        bodies = [_completion_body(ctx, model, _prompt(f"routing {i}")) for i in range(per_pool)]
-        observations = ctx.remember(
-            list(await asyncio.gather(*(ctx.engine.post(COMPLETIONS, body, headers=headers) for body in bodies)))
-        )
-        failed = first_failure(observations)
-        if failed is not None:
-            return CheckResult(
-                "model-routing", "fail", f"{model}: {summarize_outcomes(observations)}", hint_for(failed)
+        for model in names:
+            bodies = [_completion_body(ctx, model, _prompt(f"routing {i}")) for i in range(per_name)]
+            observations = ctx.remember(
+                list(await asyncio.gather(*(ctx.engine.post(COMPLETIONS, body, headers=headers) for body in bodies)))
             )
-        pods = Counter(o.pod or "(no x-inference-pod)" for o in observations)
-        data[model] = {"pool": backend.pool.name, "pods": dict(pods)}
-        strays = {pod: n for pod, n in pods.items() if not pod.startswith(f"{backend.workload.name}-")}
-        if strays:
-            how = (
-                "the client's " + BASE_MODEL_HEADER + " header"
-                if ctx.header_routing
-                else "body-based routing, which sets " + BASE_MODEL_HEADER
-            )
-            return CheckResult(
-                "model-routing",
-                "fail",
-                f"{model}: {sum(strays.values())} of {len(observations)} answers from pods outside pool "
-                f"{backend.pool.name} ({', '.join(strays)})",
-                f"Requests for {model!r} should reach pool {backend.pool.name} through {how}: check the "
-                "HTTPRoute's header rules (`igwlab render`) and that the body-based router is running.",
-                data=data,
-            )
+            pods = Counter(o.pod or "(no x-inference-pod)" for o in observations if o.ok)
+            data[model] = {"pool": backend.pool.name, "pods": dict(pods)}
+            strays = {pod: n for pod, n in pods.items() if not pod.startswith(f"{backend.workload.name}-")}
+            unserved = [o for o in observations if model_not_served(o)]
+            if strays or unserved:
+                where = (
+                    f"{sum(strays.values())} of {len(observations)} answers from pods outside pool "
+                    f"{backend.pool.name} ({', '.join(strays)})"
+                    if strays
+                    else f"{len(unserved)} of {len(observations)} answered 404 by a model server that does not "
+                    f"serve it ({unserved[0].error_message[:80]})"
+                )
+                return CheckResult(
+                    "model-routing",
+                    "fail",
+                    f"{model}: {where}",
+                    wrong_pool_hint(model, backend.pool.name, backend.workload.served_model, ctx.header_routing),
+                    data=data,
+                )
+            failed = first_failure(observations)
+            if failed is not None:
+                return CheckResult(
+                    "model-routing", "fail", f"{model}: {summarize_outcomes(observations)}", ctx.hint(failed)
+                )
     summary = "; ".join(f"{model} -> {info['pool']}" for model, info in data.items())
     return CheckResult("model-routing", "pass", f"each model reached its own pool: {summary}", data=data)
 
@@ -353,7 +446,7 @@ async def prefix_affinity(ctx: CheckContext) -> CheckResult:
         prefix = " ".join(f"shared-{group}-{secrets.token_hex(2)}-{word}" for word in range(160))
         first = ctx.remember([await ctx.engine.post(COMPLETIONS, _completion_body(ctx, prompt=f"{prefix} first"))])[0]
         if not first.ok:
-            return CheckResult("prefix-affinity", "fail", f"first request: {first.outcome()}", hint_for(first))
+            return CheckResult("prefix-affinity", "fail", f"first request: {first.outcome()}", ctx.hint(first))
         if first.pod is None:
             return CheckResult(
                 "prefix-affinity",
@@ -385,12 +478,33 @@ async def prefix_affinity(ctx: CheckContext) -> CheckResult:
 
 
 async def unknown_model(ctx: CheckContext) -> CheckResult:
+    """A model nobody serves gets a clean 4xx, while the lab's own model still answers 200: a gateway
+    that refuses everything proves nothing about unknown models."""
     bogus = f"igwlab-no-such-model-{secrets.token_hex(3)}"
-    observation = ctx.remember([await ctx.engine.post(COMPLETIONS, _completion_body(ctx, model=bogus))])[0]
-    data = {"status": observation.status, "model": bogus}
+    known, observation = ctx.remember(
+        list(
+            await asyncio.gather(
+                ctx.engine.post(COMPLETIONS, _completion_body(ctx)),
+                ctx.engine.post(COMPLETIONS, _completion_body(ctx, model=bogus)),
+            )
+        )
+    )
+    data = {"status": observation.status, "model": bogus, "lab_model_status": known.status}
+    if not known.ok:
+        return CheckResult(
+            "unknown-model",
+            "fail",
+            f"the lab's own model {ctx.model!r} gets {known.outcome()} too, so a {observation.outcome()} for "
+            f"{bogus!r} proves nothing",
+            ctx.hint(known),
+            data=data,
+        )
     if observation.status is not None and 400 <= observation.status < 500:
         return CheckResult(
-            "unknown-model", "pass", f"{observation.status} for {bogus!r}: {observation.error_message[:120]}", data=data
+            "unknown-model",
+            "pass",
+            f"{observation.status} for {bogus!r} ({observation.error_message[:100]}), 200 for {ctx.model!r}",
+            data=data,
         )
     if observation.status == 200:
         return CheckResult(
@@ -405,7 +519,7 @@ async def unknown_model(ctx: CheckContext) -> CheckResult:
             "unknown-model",
             "fail",
             f"{observation.outcome()} for {bogus!r}: no clean answer",
-            hint_for(observation),
+            ctx.hint(observation),
             data=data,
         )
     return CheckResult(
@@ -464,7 +578,7 @@ async def litellm_route(ctx: CheckContext) -> CheckResult:
     async with Engine(ctx.litellm_url, concurrency=1, timeout_s=ctx.engine.timeout_s) as litellm:
         observation = await litellm.post(CHAT, body, headers={"Authorization": f"Bearer {ctx.litellm_key}"})
     if not observation.ok:
-        hint = hint_for(observation)
+        hint = ctx.hint(observation)
         message = observation.error_message.lower()
         if observation.status in (400, 401, 403) and any(w in message for w in ("auth", "key", "token", "db")):
             # Without a database LiteLLM answers any key but its master key with "No connected db".

@@ -33,6 +33,7 @@ class Observation:
     stream_chunks: int = 0
     stream_done: bool = False
     stream_text: str = ""
+    chunk_times_s: list[float] = field(default_factory=list)  # arrival of each event, from the request's start
 
     @property
     def ok(self) -> bool:
@@ -131,6 +132,8 @@ class Engine:
                     pieces: list[str] = []
                     async for line in response.aiter_lines():
                         if not line.startswith("data:"):
+                            if len(observation.text) < 2000:  # what came instead of events, for the hint
+                                observation.text += line + "\n"
                             continue
                         payload = line[5:].strip()
                         if payload == "[DONE]":
@@ -139,6 +142,7 @@ class Engine:
                         if observation.ttft_s is None:
                             observation.ttft_s = time.perf_counter() - start
                         observation.stream_chunks += 1
+                        observation.chunk_times_s.append(time.perf_counter() - start)
                         try:
                             chunk = json.loads(payload)
                         except json.JSONDecodeError:

@@ -24,9 +24,10 @@ OUTCOME_HINTS: dict[str, str] = {
     "is mapped to a host port (see `igwlab plan`); on a cluster check `kubectl get gateway -A` for its address.",
     "dns": "The URL's host name does not resolve: check its spelling, or use the gateway's IP address "
     "(`kubectl get gateway -A` shows it).",
-    "timeout": "The gateway took the request but no answer came in time: the endpoint picker may be unready "
-    "(FailClose holds requests), or the model server is overloaded or still loading (vLLM on CPU takes "
-    "minutes). Check `kubectl get pods`, then the EPP logs; raise --timeout for slow models.",
+    "timeout": "The gateway took the request but no answer came in time: the pool fails closed (FailClose), "
+    "so while its endpoint picker is unreachable requests wait or are refused; or the model server is "
+    "overloaded or still loading (vLLM on CPU takes minutes). Check `kubectl get pods`, then the EPP logs; "
+    "raise --timeout for slow models.",
     "protocol": "The connection broke mid-request: a proxy reset it or something other than HTTP answers at this port.",
     "400": "The server rejected the request body: the model server's context length or parameters may differ "
     "from what igwlab sends.",
@@ -40,8 +41,9 @@ OUTCOME_HINTS: dict[str, str] = {
     f"(`kubectl logs deploy/<pool>-epp`); {DIAGNOSE}.",
     "502": "The proxy could not reach the endpoint the picker chose: model-server pod not Ready, or "
     "the InferencePool's target port differs from the model server's port.",
-    "503": "No healthy endpoint, or the endpoint picker is unavailable and the pool fails closed, or a "
-    "sheddable request met a saturated pool: check the EPP Deployment is Available and the model pods Ready.",
+    "503": "No endpoint for the request: the pool fails closed (FailClose), so an endpoint picker that is "
+    "down or not Ready means 503 for every request; or no model pod is Ready; or a sheddable request met "
+    "a saturated pool. Check the EPP Deployment is Available and the model pods Ready.",
     "504": "The proxy timed out upstream: the model is slow (raise the route timeout) or the picker hangs.",
     "bad-json": "The answer is not JSON: something other than an OpenAI-compatible server answered "
     "(a default backend, an HTML error page, or a wrong route).",
@@ -50,8 +52,30 @@ OUTCOME_HINTS: dict[str, str] = {
 }
 
 
-def hint_for(observation: Observation) -> str:
+# Where the pool's failure mode changes the likely cause: FailOpen labs (OUTCOME_HINTS speaks of FailClose).
+FAIL_OPEN_HINTS: dict[str, str] = {
+    "timeout": "The gateway took the request but no answer came in time: the model server is overloaded or "
+    "still loading (vLLM on CPU takes minutes). The pool fails open (FailOpen), so an unreachable endpoint "
+    "picker is not the cause: the gateway would send the request on without it. Check `kubectl get pods`; "
+    "raise --timeout for slow models.",
+    "503": "No endpoint for the request: no model pod is Ready, or a sheddable request met a saturated "
+    "pool. The pool fails open (FailOpen): with its endpoint picker down the gateway still forwards, so "
+    "answers keep coming but without the picker's choices (no model rewrite, no LoRA or KV-cache "
+    "affinity). Check the model pods are Ready and the EPP logs.",
+}
+
+
+def hint_for(observation: Observation, failure_mode: str = "FailClose") -> str:
+    """The likely cause of a failed observation; `failure_mode` is the pool's, as the gateway applies it."""
     outcome = observation.error if observation.error else str(observation.status)
+    if model_not_served(observation):
+        return (
+            "A model server answered 404 for this model: the route works, but the request reached servers "
+            "that do not serve the name. Check the model is served or rewritten (InferenceModel / "
+            "InferenceModelRewrite) and, with several pools, that the request reached its own pool."
+        )
+    if failure_mode == "FailOpen" and outcome in FAIL_OPEN_HINTS:
+        return FAIL_OPEN_HINTS[outcome]
     if outcome in OUTCOME_HINTS:
         return OUTCOME_HINTS[outcome]
     if observation.status is not None and observation.status >= 500:
@@ -100,3 +124,29 @@ def summarize_outcomes(observations: Iterable[Observation]) -> str:
 
 def first_failure(observations: Iterable[Observation]) -> Observation | None:
     return next((o for o in observations if not o.ok), None)
+
+
+BBR_LABEL_SELECTOR = "inference.networking.k8s.io/bbr-managed=true"
+
+
+def model_not_served(observation: Observation) -> bool:
+    """A 404 from a model server itself ("The model `X` does not exist." from vLLM and
+    llm-d-inference-sim): the request was routed, to servers that do not serve that model."""
+    return observation.status == 404 and "does not exist" in observation.error_message
+
+
+def wrong_pool_hint(model: str, pool: str, base_model: str, header_routing: bool) -> str:
+    """Why a multi-pool lab sends a model to the wrong pool's servers, and what to look at."""
+    if header_routing:
+        return (
+            f"Requests for {model!r} reached model servers that do not serve it: on this stack the client "
+            f"picks the pool, so it must send the header X-Gateway-Base-Model-Name: {base_model}, which the "
+            f"HTTPRoute's rule for pool {pool} matches (`igwlab render` shows the rules)."
+        )
+    return (
+        f"Requests for {model!r} reached model servers that do not serve it: body-based routing sets "
+        f"X-Gateway-Base-Model-Name only for models listed in its ConfigMaps (`kubectl get configmap -l "
+        f"{BBR_LABEL_SELECTOR} -o yaml`: baseModel {base_model!r} with {model!r} among its adapters), and sets it "
+        f"empty otherwise, so the request falls to the catch-all rule. Check those ConfigMaps, that the "
+        f"body-based router runs, and the HTTPRoute's rule for pool {pool}."
+    )

@@ -12,10 +12,11 @@ from igwlab.errors import IgwlabError, UsageError
 from igwlab.gates import Gate
 from igwlab.labs import DEFAULT_PROVIDER, PRESET_SUFFIX, Lab
 from igwlab.lifecycle import Environment, current_lab
-from igwlab.selection import LabSelection, resolve_lab
+from igwlab.render.epp import failure_mode_in_force
+from igwlab.selection import LabSelection, ResolvedLab, resolve_lab
 from igwlab.state import current_lab_file, read_current_lab
 from igwlab.urls import check_url
-from igwlab.verify.checks import CheckContext, ClusterAccess, run_checks
+from igwlab.verify.checks import CheckContext, ClusterAccess, LabFacts, run_checks
 from igwlab.verify.engine import Engine
 from igwlab.verify.report import Report
 
@@ -89,8 +90,14 @@ def verify(options: VerifyOptions, env: Environment | None = None) -> Report:
         litellm_key=key,
         litellm_url=check_url(options.litellm_url, "--litellm-url") if options.litellm_url is not None else None,
     )
-    header_routing = resolved.stack.model_routing == "header"
-    return asyncio.run(_verify(lab, url, options, cluster, skip_reason, header_routing))
+    return asyncio.run(_verify(lab, url, options, cluster, skip_reason, lab_facts(resolved)))
+
+
+def lab_facts(resolved: ResolvedLab) -> LabFacts:
+    """What the checks need to know of the lab's stack to read what they see."""
+    return LabFacts(
+        header_routing=resolved.stack.model_routing == "header", failure_mode=failure_mode_in_force(resolved)
+    )
 
 
 def _litellm_key_from(cluster: ClusterAccess | None, lab: Lab) -> str | None:
@@ -110,13 +117,14 @@ def _litellm_key_from(cluster: ClusterAccess | None, lab: Lab) -> str | None:
 
 
 async def _verify(
-    lab: Lab, url: str, options: VerifyOptions, cluster: ClusterAccess | None, skip_reason: str, header_routing: bool
+    lab: Lab, url: str, options: VerifyOptions, cluster: ClusterAccess | None, skip_reason: str, facts: LabFacts
 ) -> Report:
     async with Engine(url, concurrency=options.concurrency, timeout_s=options.timeout_s) as engine:
         ctx = CheckContext(
             litellm_url=options.litellm_url,
             litellm_key=options.litellm_key,
-            header_routing=header_routing,
+            header_routing=facts.header_routing,
+            failure_mode=facts.failure_mode,
             lab=lab,
             engine=engine,
             requests=options.requests,
