@@ -7,7 +7,9 @@ the problem, never with a traceback.
 
 from __future__ import annotations
 
+import errno
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -429,33 +431,35 @@ MAX_LAB_FILE_BYTES = 1_000_000  # the presets are about 2 KB
 
 def load_lab(reference: str, what: str = "--lab") -> Lab:
     """Load a lab by preset name or by the path of a lab file; `what` names where the reference came from."""
-    presets = f"presets: {', '.join(preset_names())}; `igwlab labs` lists them"
+    names = preset_names()
+    presets = f"presets: {', '.join(names)}; `igwlab labs` lists them"
     if not reference.strip():
         raise LabNotFoundError(f"{what} is empty", fix=presets)
-    preset = presets_dir() / f"{reference}.yaml"
-    if "/" not in reference and "\\" not in reference and preset.is_file():
-        return load_lab_file(preset)
+    if reference in names:
+        return load_lab_file(presets_dir() / f"{reference}.yaml")
+    shown = reference if len(reference) <= 200 else reference[:200] + "..."
     try:
         path = Path(reference).expanduser()
     except RuntimeError:  # `~nosuchuser/lab.yaml`
         path = Path(reference)
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError) as error:  # missing, a name too long, a symlink loop, a NUL byte
+        why = f"{what} takes a preset name or the path of a lab file, and neither exists"
+        if isinstance(error, OSError) and error.errno not in (errno.ENOENT, errno.ENOTDIR):
+            why = f"{what} takes a preset name or the path of a lab file; this path fails: {error.strerror}"
+        raise LabNotFoundError(f"no lab named {shown!r}", why=why, fix=presets) from None
+    if stat.S_ISDIR(mode):
         raise LabNotFoundError(
-            f"{what} {reference!r} is a directory",
+            f"{what} {shown!r} is a directory",
             why=f"{what} takes a preset name or the path of one lab file",
             fix=f"name a lab file, e.g. {path / 'my-lab.yaml'}; {presets}",
         )
-    if path.is_file():
-        return load_lab_file(path)
-    if path.exists():
+    if not stat.S_ISREG(mode):
         raise LabNotFoundError(
-            f"{what} {reference!r} is not a regular file", why="lab files are read whole, not streamed", fix=presets
+            f"{what} {shown!r} is not a regular file", why="lab files are read whole, not streamed", fix=presets
         )
-    raise LabNotFoundError(
-        f"no lab named {reference!r}",
-        why=f"{what} takes a preset name or the path of a lab file, and neither exists",
-        fix=presets,
-    )
+    return load_lab_file(path)
 
 
 def load_lab_file(path: Path) -> Lab:

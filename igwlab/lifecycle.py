@@ -268,8 +268,15 @@ class CurrentLab:
         return self.data.get("context")
 
     def kube(self, env: Environment) -> KubeApi:
+        """The lab's cluster; failing to reach it is an igwlab error that says why (exit 3)."""
+        from igwlab.tools.kube import ExplainedKube, explained_call
+
         kubeconfig = self.data.get("kubeconfig")
-        return env.kube_factory(Path(kubeconfig) if kubeconfig else None, self.context)
+        where = f"context {self.context}" if self.context else f"the k3d cluster {self.data.get('cluster')}"
+        api = explained_call(
+            self.context, where, env.kube_factory, Path(kubeconfig) if kubeconfig else None, self.context
+        )
+        return ExplainedKube(api, self.context, where)
 
     def helm_target(self) -> list[str]:
         if self.context:
@@ -283,6 +290,7 @@ def current_lab() -> CurrentLab:
         raise UsageError(
             "no lab is up", why=f"{current_lab_file()} does not exist", fix="bring one up with `igwlab up`"
         )
+    _check_record(data)
     selection = data.get("selection") or {}
     reference = data.get("lab_file") or data["lab"]
     resolved, rendered, plan = prepare(
@@ -296,6 +304,34 @@ def current_lab() -> CurrentLab:
         data.get("context"),
     )
     return CurrentLab(data, resolved, rendered, plan)
+
+
+_RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "lab": (str,),
+    "lab_file": (str, type(None)),
+    "selection": (dict, type(None)),
+    "cluster": (str, type(None)),
+    "context": (str, type(None)),
+    "kubeconfig": (str, type(None)),
+    "url": (str, type(None)),
+    "port_forward": (dict, type(None)),
+}
+
+
+def _check_record(data: dict[str, Any]) -> None:
+    """What `up` recorded, in the shape it writes; a damaged file is named, not a crash."""
+    damaged = [
+        name
+        for name, types in _RECORD_FIELDS.items()
+        if (name == "lab" and name not in data) or not isinstance(data.get(name), types)
+    ]
+    if damaged:
+        raise UsageError(
+            f"the record of the lab that is up, {current_lab_file()}, is damaged ({', '.join(damaged)})",
+            why="igwlab wrote it at `up`; something changed it since",
+            fix="run `igwlab up` again with the same flags to rewrite it, or delete the file "
+            "(and then a k3d cluster it made with `k3d cluster delete NAME`)",
+        )
 
 
 def status(env: Environment | None = None) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from igwlab.errors import IgwlabError, PrerequisiteError, UsageError
+from igwlab.errors import CannotWriteError, IgwlabError, PrerequisiteError, UsageError
 from igwlab.render import HelmRelease, Rendered, to_yaml
 from igwlab.selection import LabSelection
 from igwlab.tools.proc import ToolRunner
@@ -258,9 +258,17 @@ class Mirror:
     def open(cls, root: Path) -> Mirror:
         root = Path(root).expanduser()
         path = root / INDEX_NAME
-        if root.exists() and not root.is_dir():
+        try:
+            not_a_dir = root.exists() and not root.is_dir()
+            indexed = path.is_file()
+        except OSError as error:  # a name too long, a symlink loop
+            raise UsageError(
+                f"cannot use mirror {str(root)[:200]}: {error.strerror or error}",
+                fix="pass the directory `igwlab mirror save` wrote",
+            ) from None
+        if not_a_dir:
             raise UsageError(f"mirror {root} is not a directory", fix="pass the directory `igwlab mirror save` wrote")
-        if not path.is_file():
+        if not indexed:
             return cls(root, Index(), False)
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -884,8 +892,8 @@ def save(
     Mirror.open(mirror_dir)  # refuse an unreadable index before fetching anything
     try:
         return _save(rendered, mirror_dir, images, refresh, fetcher, on_event or (lambda _: None))
-    except OSError as error:
-        raise IgwlabError(
+    except OSError as error:  # like `render --out` and `diagnose --out`: exit 2, "cannot write"
+        raise CannotWriteError(
             f"cannot write the mirror {mirror_dir}: {error.strerror or error}",
             why=f"{error.filename}" if error.filename else None,
             fix="pick a directory you can write to with room for the files; what was saved is kept",

@@ -25,7 +25,7 @@ from igwlab.cli import (
     sim_cmd,
     verify_cmd,
 )
-from igwlab.cli.output import crash, invocation, print_envelope
+from igwlab.cli.output import crash, invocation, print_envelope, stderr, stdout
 
 
 def _command_path(group: Any, argv: Sequence[str]) -> str:
@@ -62,6 +62,9 @@ class IgwlabGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
+        # Consoles read the terminal's width and NO_COLOR when made: make them afresh for each run.
+        stdout.cache_clear()
+        stderr.cache_clear()
         invocation.command = _command_path(self, argv)
         invocation.argv = argv
         json_output = _json_requested(argv)

@@ -6,7 +6,10 @@ Everything above this module talks to `KubeApi`; tests back it with an in-memory
 
 from __future__ import annotations
 
+import os
 from typing import Any, Protocol
+
+from igwlab.errors import IgwlabError, PrerequisiteError
 
 FIELD_MANAGER = "igwlab"
 Manifest = dict[str, Any]
@@ -59,11 +62,11 @@ def describe_condition(cond: Manifest | None, kind: str) -> str:
     return text
 
 
-def explain_kube_error(error: BaseException, context: str | None) -> str:
+def explain_kube_error(error: BaseException, context: str | None, where: str | None = None) -> str:
     """What went wrong reaching a cluster, in a user's terms: a missing context is not a dead API server,
-    and a host that does not resolve is not a refused connection."""
+    and a host that does not resolve is not a refused connection. `where` names the cluster in the message."""
     text = str(error)
-    where = f"context {context}" if context else "the current context"
+    where = where or (f"context {context}" if context else "the current context")
     if "Expected object with name" in text and "contexts" in text:
         return f"no context {context} in your kubeconfig; contexts: {', '.join(kubeconfig_contexts()) or 'none'}"
     if "No configuration found" in text or "Invalid kube-config file" in text:
@@ -81,6 +84,74 @@ def explain_kube_error(error: BaseException, context: str | None) -> str:
     return f"the API server of {where} does not answer: {type(error).__name__}: {text[:200]}"
 
 
+def unreachable(error: BaseException) -> bool:
+    """The cluster could not be reached or refused us (kubeconfig, DNS, connection, credentials),
+    as opposed to an answer about an object."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if names & {"ConfigException", "MaxRetryError", "NewConnectionError", "ProtocolError", "ConnectionError"}:
+        return True
+    return isinstance(error, OSError) or getattr(error, "status", None) in (401, 403)
+
+
+class ClusterUnreachableError(PrerequisiteError):
+    """The lab's cluster does not answer, or its kubeconfig cannot be used (exit 3)."""
+
+    code = "cluster-unreachable"
+
+
+def explained_call(context: str | None, where: str | None, method: Any, *args: Any, **kwargs: Any) -> Any:
+    """`method(*args, **kwargs)`, with a failure to reach the cluster raised as ClusterUnreachableError."""
+    try:
+        return method(*args, **kwargs)
+    except IgwlabError:
+        raise
+    except Exception as error:
+        if not unreachable(error):
+            raise
+        raise ClusterUnreachableError(
+            explain_kube_error(error, context, where),
+            why="igwlab reads the lab's objects through the Kubernetes API",
+            fix="is the cluster up? `igwlab doctor` checks the tools and the cluster; `igwlab up` continues a lab",
+        ) from None
+
+
+class ExplainedKube:
+    """A KubeApi whose failures to reach the cluster are igwlab errors that say why (no context, no DNS,
+    refused, credentials); answers about objects pass through unchanged."""
+
+    def __init__(self, api: KubeApi, context: str | None, where: str | None = None) -> None:
+        self._api = api
+        self._context = context
+        self._where = where
+
+    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        return explained_call(self._context, self._where, method, *args, **kwargs)
+
+    def apply(self, manifest: Manifest) -> Manifest:
+        return dict(self._call(self._api.apply, manifest))
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Manifest | None:
+        found = self._call(self._api.get, api_version, kind, name, namespace)
+        return None if found is None else dict(found)
+
+    def list_objects(
+        self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[Manifest]:
+        return list(self._call(self._api.list_objects, api_version, kind, namespace, label_selector))
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        return bool(self._call(self._api.delete, api_version, kind, name, namespace))
+
+    def events(self, namespace: str) -> list[Manifest]:
+        return list(self._call(self._api.events, namespace))
+
+    def logs(self, namespace: str, pod: str, tail_lines: int = 200) -> str:
+        return str(self._call(self._api.logs, namespace, pod, tail_lines))
+
+    def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
+        return str(self._call(self._api.pod_proxy_get, namespace, pod, port, path))
+
+
 def _quoted_host(text: str) -> str:
     import re
 
@@ -93,7 +164,8 @@ def kubeconfig_contexts() -> list[str]:
     try:
         from kubernetes import config
 
-        contexts, _ = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+        # $KUBECONFIG read now, not when the client was first imported (it caches the default).
+        contexts, _ = config.list_kube_config_contexts(config_file=os.environ.get("KUBECONFIG") or None)  # type: ignore[no-untyped-call]
     except Exception:  # no kubeconfig at all
         return []
     return sorted(str(c.get("name")) for c in contexts or [])
@@ -107,7 +179,9 @@ class KubernetesApi:
         from kubernetes.client import ApiClient, CoreV1Api
         from kubernetes.dynamic import DynamicClient
 
-        api_client: ApiClient = config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+        # $KUBECONFIG read now, not when the client was first imported (it caches the default location).
+        config_file = kubeconfig or os.environ.get("KUBECONFIG") or None
+        api_client: ApiClient = config.new_client_from_config(config_file=config_file, context=context)  # type: ignore[no-untyped-call]
         self._dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
         self._core = CoreV1Api(api_client)
 
