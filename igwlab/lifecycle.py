@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from igwlab.doctor import DoctorReport, run_doctor
-from igwlab.errors import CannotWriteError, IgwlabError, PrerequisiteError, UsageError
+from igwlab.errors import CannotWriteError, IgwlabError, PrerequisiteError, StepTimeoutError, UsageError
 from igwlab.labs import with_cluster_name
 from igwlab.mirror import Sources, resolve_sources
 from igwlab.plan import Plan, build_plan
@@ -390,6 +390,7 @@ def _conditions(obj: dict[str, Any] | None) -> list[str]:
 class TeardownOptions:
     crds: bool = False
     keep_cluster: bool = False
+    timeout_s: float = 180.0  # how long deleted namespaces may take to finish terminating
 
 
 def teardown(
@@ -462,7 +463,40 @@ def _remove_lab_objects(
                     removed.append(f"CustomResourceDefinition/{crd}")
     releases = [summary for step in ordered if step.kind == "helm" for summary in step.releases]
     _remove_release_namespaces(kube, releases, current.resolved.lab.namespace, removed, say)
+    namespaces = [ref.split("/", 1)[1] for ref in removed if ref.startswith("Namespace/")]
+    if namespaces:
+        say(f"waiting for namespace {', '.join(namespaces)} to finish terminating")
+        wait_namespaces_gone(kube, namespaces, options.timeout_s, env.poll_s)
     return removed
+
+
+def wait_namespaces_gone(kube: KubeApi, names: list[str], timeout_s: float, poll_s: float = 0.25) -> None:
+    """Return once every namespace in `names` is gone; a namespace the API server cannot finish deleting
+    (objects whose finalizers nobody removes) raises StepTimeoutError naming what holds it."""
+    pending = list(names)
+    deadline = time.monotonic() + timeout_s
+    delay = poll_s
+    while True:
+        live = {name: kube.get("v1", "Namespace", name) for name in pending}
+        pending = [name for name, namespace in live.items() if namespace is not None]
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            name = pending[0]
+            causes = [
+                str(c.get("message"))
+                for c in ((live[name] or {}).get("status") or {}).get("conditions") or []
+                if c.get("status") == "True" and c.get("message")
+            ]
+            raise StepTimeoutError(
+                f"namespace {name} is still Terminating after {timeout_s:.0f}s",
+                why="; ".join(causes) or "the API server has not finished deleting what is in it",
+                fix=f"`kubectl get all,events -n {name}` shows what is left; objects whose finalizers no controller "
+                "removes any more keep it: remove those finalizers (kubectl patch KIND NAME -n "
+                f'{name} --type merge -p \'{{"metadata":{{"finalizers":null}}}}\'), then run `igwlab teardown` again',
+            )
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.5, 2.0)
 
 
 def _remove_release_namespaces(

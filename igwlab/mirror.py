@@ -18,6 +18,7 @@ imports Typer; `igwlab/cli/mirror_cmd.py` is the command line.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -25,7 +26,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -40,6 +41,7 @@ from igwlab.selection import LabSelection
 from igwlab.tools.proc import ToolRunner
 
 INDEX_NAME = "mirror.yaml"
+CHART_IMAGES_CACHE = ".chart-images.json"  # a cache of `helm template` findings; safe to delete
 INDEX_VERSION: Literal[1] = 1
 # `helm template` renders charts for this Kubernetes version when it looks for images; the images a
 # chart names do not depend on it, but charts with a `kubeVersion` constraint refuse helm's old default.
@@ -51,18 +53,28 @@ _SAFE_SEGMENT = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class MirrorError(PrerequisiteError):
-    """The mirror lacks an item the lab needs, or holds a corrupt one (exit 3)."""
+    """The mirror lacks an item the lab needs, or holds a corrupt one (exit 3). `items` are the bad
+    ones; `data` (the JSON envelope's) holds them with the mirror and the command that fetches them."""
 
-    def __init__(self, what: str, *, items: Sequence[ItemStatus] = (), why: str | None = None, fix: str | None = None):
-        super().__init__(what, why=why, fix=fix)
+    code = "mirror-incomplete"
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        items: Sequence[ItemStatus] = (),
+        why: str | None = None,
+        fix: str | None = None,
+        data: Any = None,
+    ) -> None:
+        super().__init__(what, why=why, fix=fix, data=data)
         self.items = list(items)
-
-    def as_dict(self) -> dict[str, object]:
-        return {**super().as_dict(), "items": [item.as_dict() for item in self.items]}
 
 
 class FetchError(IgwlabError):
-    """`mirror save` could not fetch an item from its source (exit 1)."""
+    """`mirror save` could not fetch an item from its source, or got something else than it (exit 1)."""
+
+    code = "fetch-failed"
 
 
 # -- what a lab needs ----------------------------------------------------------------------------
@@ -118,10 +130,12 @@ def _safe_path(*segments: str) -> str:
 
 
 def crds_artifacts(rendered: Rendered) -> list[Artifact]:
+    """The lab's CRD bundles (Gateway API when igwlab installs it, then GIE), by their release URLs."""
     return [Artifact("crds", b.url, b.version, f"{b.title} CRDs") for b in rendered.crd_bundles]
 
 
 def chart_artifact(release: HelmRelease) -> Artifact:
+    """The chart of a Helm release: an `oci://` reference, or a chart name with its repository URL."""
     name = release.chart.rstrip("/").split("/")[-1]
     return Artifact("chart", release.chart, release.version, f"Helm chart {name} {release.version}", release.repo)
 
@@ -134,12 +148,15 @@ def lab_artifacts(rendered: Rendered) -> list[Artifact]:
 
 
 def image_artifact(ref: str) -> Artifact:
+    """An image by its reference as the objects name it; version = its tag (or digest)."""
     return Artifact("image", ref, image_tag(ref), f"image {ref}")
 
 
 def manifest_images(documents: Iterable[Any]) -> list[str]:
-    """Every container image in these Kubernetes objects: containers, init and ephemeral containers of
-    any pod template (Deployments, StatefulSets, DaemonSets, Jobs, CronJobs, Pods), in order, once."""
+    """Every container image in these Kubernetes objects, in order, once: containers, init and ephemeral
+    containers of any pod template (Deployments, StatefulSets, DaemonSets, Jobs, CronJobs, Pods), and
+    structured image specs `image: {registry, repository, tag}` in any object (a provider's proxy
+    parameters, such as NGINX Gateway Fabric's NginxProxy, name the data-plane image this way)."""
     found: dict[str, None] = {}
 
     def walk(node: Any) -> None:
@@ -149,6 +166,8 @@ def manifest_images(documents: Iterable[Any]) -> list[str]:
                     for container in value:
                         if isinstance(container, dict) and isinstance(container.get("image"), str):
                             found[container["image"]] = None
+                if key == "image" and isinstance(value, dict) and (ref := _structured_image(value)):
+                    found[ref] = None
                 walk(value)
         elif isinstance(node, list):
             for item in node:
@@ -157,6 +176,14 @@ def manifest_images(documents: Iterable[Any]) -> list[str]:
     for document in documents:
         walk(document)
     return list(found)
+
+
+def _structured_image(spec: dict[str, Any]) -> str | None:
+    repository, tag, registry = spec.get("repository"), spec.get("tag"), spec.get("registry")
+    if not isinstance(repository, str) or not repository or not isinstance(tag, (str, int, float)) or tag == "":
+        return None
+    name = f"{registry.rstrip('/')}/{repository}" if isinstance(registry, str) and registry else repository
+    return f"{name}@{tag}" if str(tag).startswith("sha256:") else f"{name}:{tag}"
 
 
 def object_images(rendered: Rendered) -> list[str]:
@@ -179,6 +206,7 @@ def image_repository(ref: str) -> str:
 
 
 def image_tag(ref: str) -> str:
+    """The tag of an image reference (`latest` when none), or its `sha256:` digest."""
     if "@" in ref:
         return ref.split("@", 1)[1]
     last = ref.rsplit("/", 1)[-1]
@@ -232,6 +260,8 @@ class Entry(BaseModel):
 
 
 class Index(BaseModel):
+    """`mirror.yaml`: the format version and one entry per file, sorted by kind, source and version."""
+
     model_config = ConfigDict(extra="forbid")
 
     igwlab_mirror_version: Literal[1] = INDEX_VERSION
@@ -239,6 +269,7 @@ class Index(BaseModel):
 
 
 def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks (image archives are GiBs)."""
     digest = hashlib.sha256()
     with path.open("rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
@@ -256,6 +287,7 @@ class Mirror:
 
     @classmethod
     def open(cls, root: Path) -> Mirror:
+        """Read `root/mirror.yaml`; UsageError (exit 2) when it exists but is not a valid index."""
         root = Path(root).expanduser()
         path = root / INDEX_NAME
         try:
@@ -289,9 +321,11 @@ class Mirror:
         return cls(root, index, True)
 
     def find(self, artifact: Artifact) -> Entry | None:
+        """The index entry of an artifact (same kind, source, repo and version), if any."""
         return next((entry for entry in self.index.artifacts if entry.key == artifact.key), None)
 
     def path(self, entry: Entry) -> Path:
+        """The entry's file, resolved; MirrorError when a link leads out of the mirror directory."""
         path = (self.root / entry.file).resolve()
         if not path.is_relative_to(self.root.resolve()):  # a symlink pointing out of the mirror
             raise MirrorError(
@@ -322,6 +356,7 @@ class Mirror:
         return Origin(artifact, mirror=self.root, entry=entry, file=self.root / entry.file)
 
     def status(self, artifact: Artifact, verify: bool = True) -> ItemStatus:
+        """Is the artifact indexed, its file there, and (with `verify`) of the recorded size and sha256?"""
         origin = self.origin(artifact)
         entry = origin.entry
         if entry is None:
@@ -436,6 +471,8 @@ class Origin:
 
 @dataclass(frozen=True)
 class ItemStatus:
+    """One artifact's state in a mirror: `present` (sha256 verified), `missing` or `corrupt`, and why."""
+
     origin: Origin
     state: State
     detail: str
@@ -507,6 +544,7 @@ class Sources:
 
 
 def mirror_problems(root: Path, bad: Sequence[ItemStatus], command: str) -> MirrorError:
+    """The exit-3 error naming each missing or corrupt item and the command that fetches them."""
     lines = "\n".join(
         f"  - {item.state}: {item.artifact.what} ({item.artifact.location}): {item.detail}" for item in bad
     )
@@ -515,6 +553,7 @@ def mirror_problems(root: Path, bad: Sequence[ItemStatus], command: str) -> Mirr
         items=bad,
         why="with --mirror igwlab takes these only from the mirror, verified by sha256, and changed nothing",
         fix=f"fetch them (what is already there is kept): {command}",
+        data={"mirror": str(root), "items": [item.as_dict() for item in bad], "fetch_with": command},
     )
 
 
@@ -563,6 +602,8 @@ def save_command(selection: LabSelection, root: Path, images: bool) -> str:
 
 @dataclass(frozen=True)
 class CheckReport:
+    """What `mirror check` found: each item's state, and the `mirror save` command for the rest."""
+
     mirror: Path
     lab: str
     items: tuple[ItemStatus, ...]
@@ -621,6 +662,8 @@ SaveSink = Callable[[SaveEvent], None]
 
 @dataclass(frozen=True)
 class SavedItem:
+    """One artifact `save` handled: `saved` (new), `refreshed` (fetched again) or `kept` (verified)."""
+
     artifact: Artifact
     entry: Entry
     action: Literal["saved", "kept", "refreshed"]
@@ -639,6 +682,8 @@ class SavedItem:
 
 @dataclass(frozen=True)
 class SaveReport:
+    """What one `save` of a lab did; `as_dict` is `mirror save --json`'s data."""
+
     mirror: Path
     lab: str
     items: tuple[SavedItem, ...]
@@ -665,9 +710,12 @@ class Fetcher:
         self.tools = tools or ToolRunner()
         self.timeout_s = timeout_s
         self.image_timeout_s = image_timeout_s
-        self._rendered_images: dict[tuple[str, str, str, str], list[str]] = {}
+        # Images found per chart package, release and values (a digest of the three): several labs share
+        # charts, and `save` keeps this beside the index (CHART_IMAGES_CACHE) so a re-run renders nothing.
+        self.rendered_images: dict[str, list[str]] = {}
 
     def download(self, url: str, dest: Path, on_bytes: Callable[[int, int | None], None]) -> None:
+        """Stream `url` into `dest`, reporting bytes done and the total (None when not announced)."""
         import httpx
 
         try:
@@ -691,6 +739,7 @@ class Fetcher:
         return argv + (["--repo", artifact.repo] if artifact.repo else [])
 
     def pull_chart(self, artifact: Artifact, destination: Path) -> Path:
+        """`helm pull` the chart into `destination`; returns the package file helm wrote."""
         self.tools.run(
             self.chart_pull_argv(artifact, destination),
             timeout=self.timeout_s,
@@ -708,9 +757,11 @@ class Fetcher:
         """The images a chart's templates name when rendered with igwlab's values for this release
         (remembered per package, release and values: several labs share charts)."""
         text = to_yaml(release.values) if release.values else "{}\n"
-        key = (sha256_file(package), release.name, release.namespace, text)
-        if key in self._rendered_images:
-            return self._rendered_images[key]
+        key = hashlib.sha256(
+            "\0".join([sha256_file(package), release.name, release.namespace, text, TEMPLATE_KUBE_VERSION]).encode()
+        ).hexdigest()
+        if key in self.rendered_images:
+            return list(self.rendered_images[key])
         values = workdir / f"{release.name}.values.yaml"
         values.write_text(text, encoding="utf-8")
         result = self.tools.run(
@@ -733,10 +784,11 @@ class Fetcher:
             found = manifest_images(yaml.safe_load_all(result.stdout))
         except yaml.YAMLError as error:
             raise FetchError(f"`helm template` of {package.name} printed invalid YAML: {error}") from error
-        self._rendered_images[key] = found
+        self.rendered_images[key] = found
         return found
 
     def save_image(self, ref: str, destination: Path) -> None:
+        """`docker pull` the image (for this machine's platform), then `docker save` it to `destination`."""
         fix = "check that Docker runs (`docker info`) and can reach the registry (a login?), then save again"
         self.tools.run(["docker", "pull", ref], timeout=self.image_timeout_s, fix=fix)
         self.tools.run(["docker", "save", "--output", str(destination), ref], timeout=self.image_timeout_s, fix=fix)
@@ -906,6 +958,8 @@ def _save(
     with _locked(mirror_dir):
         mirror = Mirror.open(mirror_dir)
         workdir = Path(tempfile.mkdtemp(prefix=".partial-", dir=mirror_dir))
+        cache = mirror_dir / CHART_IMAGES_CACHE
+        fetcher.rendered_images.update(_read_cache(cache))
         try:
             saver = _Saver(mirror, fetcher, refresh, on_event, workdir)
             for artifact in crds_artifacts(rendered):
@@ -921,7 +975,28 @@ def _save(
             index = mirror.write_index()
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+            _write_cache(cache, fetcher.rendered_images)
     return SaveReport(mirror.root, rendered.resolved.lab.name, tuple(saver.items), index)
+
+
+def _read_cache(path: Path) -> dict[str, list[str]]:
+    """What earlier saves found in charts; an unreadable cache is only slower, never wrong."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: [str(i) for i in v] for k, v in data.items() if isinstance(k, str) and isinstance(v, list)}
+
+
+def _write_cache(path: Path, found: dict[str, list[str]]) -> None:
+    if not found:
+        return
+    with suppress(OSError):
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(found, sort_keys=True), encoding="utf-8")
+        os.replace(temporary, path)
 
 
 def import_images_argv(cluster: str, files: Sequence[Path]) -> list[str]:

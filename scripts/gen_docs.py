@@ -21,6 +21,7 @@ from igwlab.catalog import load_catalog
 from igwlab.cli.app import app
 from igwlab.doctor import MINIMUM_VERSIONS, LabNeeds
 from igwlab.labs import Lab, preset_names
+from igwlab.observe.report import stage_schema
 from igwlab.plan import Step, build_plan
 from igwlab.render import Rendered, render_lab, to_multi_document_yaml, to_yaml
 from igwlab.selection import LabSelection, resolve_lab
@@ -101,6 +102,13 @@ PAIN_POINTS = [
     (
         "Verification keyed on resource names breaks when charts rename them.",
         "Proxy Deployments are found by the catalog's name pattern or label selector, per provider.",
+    ),
+    (
+        "No network where the lab runs, or a flaky one: a CRD URL or a chart registry is unreachable and `up` "
+        "stops halfway.",
+        "`igwlab mirror save` fetches every CRD bundle, chart and (with `--images`) image beforehand; "
+        "`igwlab up --mirror DIR` uses only those files, checks each sha256 first and changes nothing when one "
+        "is missing (see [Offline and air-gapped labs](offline.md)).",
     ),
     (
         "InferenceModel became InferenceObjective; templates must branch on the GIE version.",
@@ -382,11 +390,41 @@ def cli_page() -> str:
     return "".join(out)
 
 
+def load_report_page() -> str:
+    """The fields of a load stage, from the JSON Schema `igwlab load --out` files follow."""
+    schema = stage_schema()
+    out = [
+        BANNER,
+        "# The load report, field by field\n\n",
+        "Each stage of `igwlab load` reports these fields: in `--json` (the envelope's "
+        "`data.stages`) and in the `stage-N-....json` files of `--out DIR`. Generated from the JSON "
+        "Schema those files follow, `igwlab/observe/stage.schema.json`. Times are in seconds; a "
+        "*summary* is `count`, `mean`, `p50`, `p90`, `p99` and `max`. See "
+        "[Watch the picker at work](observe.md) for what to read in them.\n\n",
+        "| field | meaning |\n|---|---|\n",
+    ]
+
+    def walk(properties: dict[str, Any], prefix: str) -> None:
+        for name, spec in properties.items():
+            meaning = spec.get("description", "")
+            if spec.get("$ref") == "#/$defs/summary":
+                meaning = f"{meaning} (a summary)" if meaning else "a summary"
+            out.append(f"| `{prefix}{name}` | {meaning} |\n")
+            objects = [spec, *spec.get("oneOf", [])]  # goodput: null or an object
+            nested = next((o["properties"] for o in objects if o.get("type") == "object" and "properties" in o), None)
+            if nested and name not in ("run", "target"):
+                walk(nested, f"{prefix}{name}.")
+
+    walk(schema["properties"], "")
+    return "".join(out)
+
+
 def pages() -> dict[Path, str]:
     generated = {DOCS / "labs" / f"{name}.md": lab_page(name) for name in preset_names()}
     generated[DOCS / "compatibility.md"] = compatibility_page()
     generated[DOCS / "troubleshooting.md"] = troubleshooting_page()
     generated[DOCS / "cli.md"] = cli_page()
+    generated[DOCS / "load-report.md"] = load_report_page()
     return generated
 
 

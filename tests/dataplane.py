@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,7 +225,9 @@ class DataPlane:
             try:
                 self.reconcile()
             except Exception as error:  # the API server may be down on purpose; keep trying
-                message = f"{type(error).__name__}: {str(error)[:300]}"
+                where = traceback.extract_tb(error.__traceback__)[-3:]
+                calls = " < ".join(f"{frame.name}:{frame.lineno}" for frame in reversed(where))
+                message = f"{type(error).__name__} in {calls}: {str(error).splitlines()[0][:200]}"
                 if not self.errors or self.errors[-1] != message:
                     self.errors.append(message)
             self._stop.wait(0.2)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import testbin
 import yaml
 
 from igwlab.mirror import Artifact, Fetcher, SaveReport, lab_artifacts, save
@@ -58,15 +59,9 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 Selection = LabSelection | str
 
 
-def helm_binary() -> Path | None:
-    """The real helm: the test binary cache when it is there, else a helm on PATH."""
-    try:
-        import testbin  # type: ignore[import-not-found]
-
-        return Path(testbin.binary("helm"))
-    except ImportError:
-        found = shutil.which("helm")
-        return Path(found) if found else None
+def helm_binary() -> Path:
+    """The real helm, from the test binary cache (built from the Go module proxy when absent)."""
+    return Path(testbin.binary("helm"))
 
 
 # -- CRD bundles as the release URLs serve them ---------------------------------------------------------
@@ -351,8 +346,6 @@ def assemble_mirror_reports(
     helm: Path | None = None,
 ) -> tuple[Path, list[SaveReport]]:
     helm = helm or helm_binary()
-    if helm is None:
-        raise FileNotFoundError("no helm binary: tests/testbin builds one, or put helm on PATH")
     work = dest.parent / f".{dest.name}-assembly"
     work.mkdir(parents=True, exist_ok=True)
     fake_docker = FakeTools.install(work / "fake-docker", tools=("docker",)) if images else None

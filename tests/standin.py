@@ -17,8 +17,10 @@ Everything else on the cluster is real. `hold` lets a test keep one kind of obje
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -67,7 +69,8 @@ class GatewayStandIn:
         from kubernetes.dynamic import DynamicClient
 
         client = config.new_client_from_config(config_file=self.kubeconfig, context=self.context)
-        self._dynamic = DynamicClient(client)
+        # A discovery cache of its own: the client's default temp file is shared with every other process.
+        self._dynamic = DynamicClient(client, cache_file=f"{tempfile.mkdtemp(prefix='standin-')}/discovery.json")
         stack = self.resolved.stack
         self.class_name = stack.gateway_class.name
         self.controller = stack.gateway_class.controller
@@ -91,7 +94,9 @@ class GatewayStandIn:
             try:
                 self.reconcile()
             except Exception as error:  # the API server may be down on purpose; keep trying
-                message = f"{type(error).__name__}: {str(error)[:300]}"
+                where = traceback.extract_tb(error.__traceback__)[-3:]
+                calls = " < ".join(f"{frame.name}:{frame.lineno}" for frame in reversed(where))
+                message = f"{type(error).__name__} in {calls}: {str(error).splitlines()[0][:200]}"
                 if not self.errors or self.errors[-1] != message:
                     self.errors.append(message)
             self._stop.wait(self.interval_s)
@@ -108,12 +113,15 @@ class GatewayStandIn:
             return self._dynamic.resources.get(api_version=api_version, kind=kind)
 
     def _list(self, api_version: str, kind: str) -> list[dict[str, Any]]:
-        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+        from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
         try:
             return [item.to_dict() for item in self._api(api_version, kind).get().items]
         except ResourceNotFoundError:
             return []
+        except NotFoundError as error:  # discovery is older than the CRDs: look again next time
+            self._dynamic.resources.invalidate_cache()
+            raise RuntimeError(f"listing {kind} {api_version}: 404") from error
 
     def _patch_status(self, api_version: str, kind: str, obj: dict[str, Any], status: dict[str, Any]) -> None:
         meta = obj["metadata"]
@@ -300,7 +308,11 @@ class GatewayStandIn:
             }
             for pool_name in pools:
                 pool = self._get(self.pool_api, "InferencePool", pool_name, namespace)
-                if pool is None or (pool.get("status") or {}).get(field_name):
+                if pool is None:
+                    continue
+                # A new pool may carry the CRD's placeholder parent (kind Status, name default): replace it.
+                current = (pool.get("status") or {}).get(field_name) or []
+                if any((p.get("parentRef") or {}).get("kind") == "Gateway" for p in current):
                     continue
                 generation = pool["metadata"].get("generation", 1)
                 parents = []

@@ -204,16 +204,23 @@ def test_an_unwritable_state_directory_stops_up_before_anything_happens(
 # -- exit codes that mean what they say ------------------------------------------------------------
 
 
-def test_load_exits_1_when_no_request_succeeded(cli: CliRunner) -> None:
+def test_load_exits_1_when_nothing_answers_or_no_request_succeeded(cli: CliRunner) -> None:
+    from fakegw import GatewayBehaviour, running_gateway
+
     from igwlab.sim.process import running_sim
 
     with running_sim() as sim:
         closed = sim.url
-    result = invoke(
-        cli, "load", "--lab", "kgateway-fake-llm", "--url", closed, "--rps", "5", "--duration", "0.5s", "--json"
-    )
-    assert result.exit_code == ExitCode.FAILED, result.stderr
-    parsed = envelope(result, "load")
+    args = ("load", "--lab", "kgateway-fake-llm", "--rps", "5", "--duration", "0.5s", "--json")
+    nothing = invoke(cli, *args, "--url", closed)
+    assert nothing.exit_code == ExitCode.FAILED, nothing.stderr
+    error = envelope(nothing, "load")["error"]
+    assert error["code"] == "checks-failed" and f"nothing answers at {closed}" in error["message"]
+
+    with running_sim() as sim, running_gateway(GatewayBehaviour(backends=[sim.url], fail_status=503)) as gateway:
+        refused = invoke(cli, *args, "--url", gateway.url)
+    assert refused.exit_code == ExitCode.FAILED, refused.stderr
+    parsed = envelope(refused, "load")
     assert parsed["error"]["code"] == "checks-failed" and "no request succeeded" in parsed["error"]["message"]
     assert parsed["data"]["succeeded"] == 0 and parsed["data"]["requests"] > 0
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import invoke, json_data, render
+from helpers import envelope, invoke, json_data, render
 from mirror_support import (
     LocalFetcher,
     assemble_mirror,
@@ -47,10 +47,7 @@ from igwlab.tools.proc import ToolRunner
 
 @pytest.fixture(scope="session")
 def helm() -> Path:
-    found = helm_binary()
-    if found is None:
-        pytest.skip("needs the real helm (tests/testbin builds it; or put helm on PATH)")
-    return found
+    return helm_binary()
 
 
 @pytest.fixture(scope="session")
@@ -108,6 +105,11 @@ def test_objects_name_their_images_and_the_kind_of_fault_is_covered() -> None:
         "initContainers": [{"name": "a", "image": "busybox"}], "containers": [{"name": "b", "image": "busybox"}],
         "ephemeralContainers": [{"name": "c", "image": "x/y@sha256:" + "0" * 64}]}}}}}}  # fmt: skip
     assert manifest_images([cron, None, "text"]) == ["busybox", "x/y@sha256:" + "0" * 64]
+    image = {"repository": "ghcr.io/nginx/nginx-gateway-fabric/nginx", "tag": "2.6.0", "pullPolicy": "IfNotPresent"}
+    proxy = {"kind": "NginxProxy", "spec": {"kubernetes": {"deployment": {"container": {"image": image}}}}}
+    schema = {"kind": "CustomResourceDefinition", "spec": {"image": {"properties": {"repository": {"type": "string"}}}}}
+    assert manifest_images([proxy, schema]) == ["ghcr.io/nginx/nginx-gateway-fabric/nginx:2.6.0"]
+    assert manifest_images([{"image": {"registry": "cr.dev/", "repository": "a", "tag": "v1"}}]) == ["cr.dev/a:v1"]
 
 
 @pytest.mark.parametrize(
@@ -243,22 +245,26 @@ def test_charts_record_the_images_their_templates_name_with_igwlab_values(every_
     assert any(ref.startswith("docker.io/grafana/grafana:") for ref in images["grafana"]), images["grafana"]
     assert images["prometheus"] and not any("alertmanager" in ref for ref in images["prometheus"]), "turned off"
     assert images["agentgateway-crds"] == []
+    # The data-plane image NGINX Gateway Fabric's controller starts per Gateway, from its NginxProxy.
+    assert "ghcr.io/nginx/nginx-gateway-fabric/nginx:2.6.0" in images["nginx-gateway-fabric"]
 
 
-def test_saving_again_keeps_what_is_there_without_pulling(
+def test_saving_again_keeps_what_is_there_without_running_helm(
     mirror_copy: Path, helm: Path, upstream: Path, tmp_path: Path
 ) -> None:
     before = (mirror_copy / INDEX_NAME).read_text()
-    pulls: list[list[str]] = []
-
-    class Counting(LocalFetcher):
-        def pull_chart(self, artifact, destination):  # type: ignore[no-untyped-def]
-            pulls.append([artifact.source])
-            return super().pull_chart(artifact, destination)
-
     rendered = render(lab="kgateway-fake-llm")
-    report = _save_locally(rendered, mirror_copy, helm, tmp_path, fetcher_class=Counting)
-    assert [item.action for item in report.items] == ["kept"] * 4 and pulls == []
+    commands: list[list[str]] = []
+    tools = ToolRunner(env=helm_env(tmp_path, helm), recorder=lambda result: commands.append(list(result.argv)))
+    with upstream_stand_in([rendered], tmp_path / "work", ToolRunner(env=helm_env(tmp_path, helm)), upstream) as st:
+        report = save(rendered, mirror_copy, fetcher=LocalFetcher(st, tools))
+    assert [item.action for item in report.items] == ["kept"] * 4
+    assert commands == [], "no helm pull, and no helm template: the images of the charts are remembered"
+    assert (mirror_copy / INDEX_NAME).read_text() == before
+    (mirror_copy / ".chart-images.json").write_text("{not json")
+    with upstream_stand_in([rendered], tmp_path / "work2", ToolRunner(env=helm_env(tmp_path, helm)), upstream) as st:
+        save(rendered, mirror_copy, fetcher=LocalFetcher(st, tools))
+    assert [argv[:2] for argv in commands] == [["helm", "template"]] * 2, "a broken cache only costs time"
     assert (mirror_copy / INDEX_NAME).read_text() == before
 
 
@@ -383,8 +389,10 @@ def test_mirror_save_command_then_check(cli: CliRunner, local_upstream: None, tm
     assert "5 present, 0 missing, 0 corrupt" in checked.stdout
 
     other = invoke(cli, "mirror", "check", "--provider", "kgateway", "--json", str(root))
-    report = json_data(other, "mirror check")
-    assert other.exit_code == ExitCode.PREREQUISITES and report["ok"] is False
+    result = envelope(other, "mirror check")
+    assert other.exit_code == ExitCode.PREREQUISITES and result["error"]["code"] == "mirror-incomplete"
+    report = result["data"]
+    assert report["ok"] is False
     assert report["counts"] == {"present": 0, "missing": 4, "corrupt": 0}
     assert report["fetch_with"] == f"igwlab mirror save --provider kgateway {root}"
     invoke(cli, "mirror", "save", "--provider", "kgateway", str(root))
@@ -398,12 +406,13 @@ def test_mirror_check_names_corrupt_items_and_the_command(cli: CliRunner, mirror
     result = invoke(cli, "mirror", "check", "--lab", "kgateway-fake-llm", str(mirror_copy))
     assert result.exit_code == ExitCode.PREREQUISITES
     assert "corrupt" in result.stdout and "8 bytes" in result.stdout
-    assert f"igwlab mirror save --lab kgateway-fake-llm {mirror_copy}" in result.stderr
+    assert "0 missing, 1 corrupt" in result.stderr
+    assert f"igwlab mirror save --lab kgateway-fake-llm {mirror_copy}" in " ".join(result.stderr.split())
 
 
 def test_mirror_check_of_a_directory_without_a_mirror(cli: CliRunner, tmp_path: Path) -> None:
     result = invoke(cli, "mirror", "check", "--json", str(tmp_path / "nowhere"))
-    report = json_data(result, "mirror check")
+    report = envelope(result, "mirror check")["data"]
     assert result.exit_code == ExitCode.PREREQUISITES
     assert report["counts"]["missing"] == len(report["items"]) > 0
     assert "holds no mirror.yaml" in report["items"][0]["detail"]
@@ -433,3 +442,37 @@ def test_the_mirror_directory_may_come_from_igwlab_mirror(
 def test_chart_of_every_release_is_an_artifact() -> None:
     rendered = render(lab="multi-model")
     assert {chart_artifact(r).key for r in rendered.releases} <= {a.key for a in lab_artifacts(rendered)}
+
+
+def test_an_interrupted_save_leaves_a_consistent_mirror_and_a_rerun_continues(tmp_path: Path, helm: Path) -> None:
+    # Ctrl-C cannot be timed into the middle of a real helm pull reliably: the fetcher raises it instead.
+    rendered = render(lab="kgateway-fake-llm")
+    second_chart = [a for a in lab_artifacts(rendered) if a.kind == "chart"][1]
+
+    class Interrupted(LocalFetcher):
+        def pull_chart(self, artifact, destination):  # type: ignore[no-untyped-def]
+            if artifact.key == second_chart.key:
+                (destination / "half.tgz").write_bytes(b"half")
+                raise KeyboardInterrupt
+            return super().pull_chart(artifact, destination)
+
+    root = tmp_path / "m"
+    with pytest.raises(KeyboardInterrupt):
+        _save_locally(rendered, root, helm, tmp_path, fetcher_class=Interrupted)
+    assert len(_index(root)) == 3, "the CRD bundles and the first chart are indexed"
+    assert not [p for p in root.rglob("*") if p.name.startswith((".partial", "fetch-")) or p.name == "half.tgz"]
+    report = check(rendered, root, selection=LabSelection(lab="kgateway-fake-llm"))
+    assert [i.state for i in report.items] == ["present", "present", "present", "missing"]
+    again = _save_locally(rendered, root, helm, tmp_path)
+    assert [i.action for i in again.items] == ["kept", "kept", "kept", "saved"]
+
+
+def test_a_mirror_directory_that_cannot_be_written_is_exit_2(cli: CliRunner, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = invoke(cli, "mirror", "save", "--lab", "kgateway-fake-llm", "--json", str(blocker / "mirror"))
+    failed = envelope(result, "mirror save")
+    assert result.exit_code == ExitCode.USAGE and failed["error"]["code"] == "cannot-write"
+    assert "cannot write the mirror" in failed["error"]["message"] and "Traceback" not in result.stderr
+    notdir = invoke(cli, "mirror", "save", "--lab", "kgateway-fake-llm", str(blocker))
+    assert notdir.exit_code == ExitCode.USAGE and "is a file" in notdir.stderr

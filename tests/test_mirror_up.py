@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import invoke, json_data
-from mirror_support import assemble_mirror, helm_binary
+from helpers import envelope, invoke, json_data
+from mirror_support import assemble_mirror
 from typer.testing import CliRunner
 
 from igwlab.errors import ExitCode
@@ -29,10 +30,7 @@ from igwlab.testing.world import lab_world
 
 @pytest.fixture(scope="module")
 def images_mirror(upstream: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    helm = helm_binary()
-    if helm is None:
-        pytest.skip("needs the real helm (tests/testbin builds it; or put helm on PATH)")
-    return assemble_mirror("kgateway-fake-llm", tmp_path_factory.mktemp("img") / "mirror", images=True, helm=helm)
+    return assemble_mirror("kgateway-fake-llm", tmp_path_factory.mktemp("img") / "mirror", images=True)
 
 
 @pytest.fixture
@@ -153,20 +151,63 @@ def test_up_dry_run_with_igwlab_mirror_describes_mirror_files(
     cli: CliRunner, mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from igwlab.testing.faketools import FakeTools
+    from igwlab.testing.world import free_port, write_lab
 
     fakes = FakeTools.install(tmp_path / "fake")
     monkeypatch.setenv("PATH", fakes.env()["PATH"])
     monkeypatch.setenv("IGWLAB_MIRROR", str(mirror))
-    result = invoke(cli, "up", "--lab", "kgateway-fake-llm", "--dry-run", "--json")
+    lab = str(write_lab(tmp_path, "kgateway-fake-llm", free_port(), context=False))  # free host ports
+    result = invoke(cli, "up", "--lab", lab, "--dry-run", "--json")
     assert result.exit_code == 0, result.stderr
     steps = {step["step"]: step for step in json_data(result, "up")["steps"]}
     assert steps["images"]["status"] == "dry-run"
     assert not fakes.calls("docker")[1:] and not [c for c in fakes.calls("k3d") if c[1] == "image"]
 
     (next(mirror.glob("crds/**/*.yaml"))).write_text("kind: Nothing\n")
-    broken = invoke(cli, "up", "--lab", "kgateway-fake-llm")
+    failed = envelope(invoke(cli, "up", "--lab", lab, "--json"), "up")
+    assert failed["error"]["code"] == "mirror-incomplete" and failed["data"]["items"][0]["state"] == "corrupt"
+    assert failed["data"]["fetch_with"] == f"igwlab mirror save --lab {lab} --images {mirror}"
+    broken = invoke(cli, "up", "--lab", lab)
     assert broken.exit_code == ExitCode.PREREQUISITES
-    assert "corrupt" in broken.stderr and "igwlab mirror save --lab kgateway-fake-llm --images" in " ".join(
-        broken.stderr.split()
-    )
+    assert "corrupt" in broken.stderr and f"igwlab mirror save --lab {lab} --images" in " ".join(broken.stderr.split())
     assert not [c for c in fakes.calls("k3d") if c[1:3] == ["cluster", "create"]]
+
+
+@pytest.mark.realcluster
+def test_the_real_helm_installs_mirrored_packages_and_a_rerun_sees_them_deployed(
+    images_mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a real API server (kwok): the mirror's CRD bundle applied server-side and Established, the
+    mirror's chart package installed by the real helm, and a re-run recognizing both as done (helm
+    lists the chart with Chart.yaml's version verbatim: `kgateway-crds-v2.0.4`)."""
+    from kwokcluster import KwokCluster
+    from mirror_support import helm_binary, helm_env
+
+    from igwlab.lifecycle import lab_sources, prepare, real_kube
+    from igwlab.steps import StepAction, UpContext
+    from igwlab.tools.proc import ToolRunner
+
+    cluster = KwokCluster.create(f"mirror-{uuid.uuid4().hex[:8]}", tmp_path / "kwok")
+    try:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        env = {**helm_env(tmp_path, helm_binary()), "KUBECONFIG": str(cluster.kubeconfig)}
+        selection = LabSelection(lab="kgateway-fake-llm")
+        resolved, rendered, plan = prepare(selection, None, cluster.context, images_mirror)
+        sources = lab_sources(rendered, selection, cluster.context, images_mirror)
+        ctx = UpContext(
+            resolved, rendered, plan, ToolRunner(env=env), None, real_kube, _no_network,
+            context=cluster.context, timeout_s=120, sources=sources, poll_s=0.1,
+        )  # fmt: skip
+        steps = {step.id: step for step in plan.steps}
+        for step_id in ("gateway-api-crds", "provider-kgateway-crds"):
+            action = StepAction(ctx, steps[step_id])
+            assert not action.is_done()
+            action.apply()
+            action.wait()
+            assert StepAction(ctx, steps[step_id]).is_done(), f"a re-run would repeat {step_id}"
+        listed = ToolRunner(env=env).run(["helm", "list", "-A", "-o", "json"], timeout=60).stdout
+        assert [(r["name"], r["chart"]) for r in json.loads(listed)] == [("kgateway-crds", "kgateway-crds-v2.0.4")]
+        crds = cluster.kubectl("get", "crd", "-o", "name")
+        assert "gateways.gateway.networking.k8s.io" in crds and "backends.gateway.kgateway.dev" in crds
+    finally:
+        cluster.delete()

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import wait_until
 
 from igwlab.errors import ExitCode, PrerequisiteError
 from igwlab.lifecycle import TeardownOptions, diagnose, status, teardown, up
@@ -156,22 +155,18 @@ def ctrl_c() -> Iterator[None]:
 def test_ctrl_c_stops_running_commands_and_a_rerun_continues(tmp_path: Path) -> None:
     with lab_world(tmp_path) as world:
         world.tools.configure(delays={"helm upgrade --install kgateway oci": 30})
+
         sent: list[float] = []
 
-        def press_ctrl_c_once_helm_runs() -> None:
-            # The event, not a guess: the fake helm logs its argv before it starts its 30 s.
-            wait_until(
-                lambda: any(" ".join(c).startswith("helm upgrade --install kgateway oci") for c in world.tools.calls()),
-                120,
-                "helm upgrade --install kgateway",
-            )
+        def interrupt_once_the_install_runs() -> None:  # an event, not a fixed delay: the machine may be loaded
+            deadline = time.monotonic() + 60
+            while not _commands(world, "helm", "upgrade", "--install", "kgateway") and time.monotonic() < deadline:
+                time.sleep(0.05)
             sent.append(time.monotonic())
             os.kill(os.getpid(), signal.SIGINT)
 
-        watcher = threading.Thread(target=press_ctrl_c_once_helm_runs, daemon=True)
-        watcher.start()
+        threading.Thread(target=interrupt_once_the_install_runs, daemon=True).start()
         interrupted = up(world.options(timeout_s=60), world.env)
-        watcher.join()
         assert interrupted.run.interrupted and time.monotonic() - sent[0] < 15
         assert interrupted.run.outcomes["provider-kgateway"].status == "cancelled"
         world.tools.configure(delays={})

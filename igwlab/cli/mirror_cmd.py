@@ -90,13 +90,12 @@ def save(
 
     selection = lab_selection(lab, provider, workload, gie_version, with_addons)
     rendered = render_lab(resolve_lab(selection))
-    if json_output:
-        report = save_mirror(rendered, directory, images=images, refresh=refresh)
-        print_json(report.as_dict())
-        return
-    with _SaveProgress() as progress:
+    with _SaveProgress() as progress:  # on stderr, with --json too: stdout holds only the result
         report = save_mirror(rendered, directory, images=images, refresh=refresh, on_event=progress)
     data = report.as_dict()
+    if json_output:
+        print_json(data)
+        return
     stdout().print(
         f"mirror {report.mirror}: {data['saved']} fetched, {data['kept']} already there "
         f"({_size(data['bytes'])} for lab {report.lab}); index {report.index}"
@@ -129,29 +128,27 @@ def check(
     present and verified; 3 an item is missing or corrupt (`up --mirror` would stop the same way);
     2 DIR's mirror.yaml is unreadable or the lab flags are wrong.
     """
+    from igwlab.mirror import MirrorError
     from igwlab.mirror import check as check_mirror
     from igwlab.render import render_lab
     from igwlab.selection import resolve_lab
 
     selection = lab_selection(lab, provider, workload, gie_version, with_addons)
     report = check_mirror(render_lab(resolve_lab(selection)), directory, selection=selection, images=images)
+    if not json_output:
+        _print_check(report)
     if not report.ok:
-        from igwlab.errors import PrerequisiteError
-
-        if not json_output:
-            _print_check(report)
-        counts = report.as_dict()["counts"]
-        raise PrerequisiteError(
-            f"mirror {report.mirror} lacks what lab {report.lab} needs: {counts['missing']} missing, "
-            f"{counts['corrupt']} corrupt",
-            why="`igwlab up --mirror` takes CRDs and charts only from the mirror and would stop the same way",
-            fix=str(report.as_dict()["fetch_with"]),
+        counts = report.counts()
+        raise MirrorError(
+            f"the mirror {report.mirror} is incomplete for lab {report.lab}: "
+            f"{counts['missing']} missing, {counts['corrupt']} corrupt",
+            items=[item for item in report.items if item.state != "present"],
+            why="`igwlab up --mirror` would stop the same way, before changing anything",
+            fix=f"fetch them (what is already there is kept): {report.fetch_command}",
             data=report.as_dict(),
         )
     if json_output:
         print_json(report.as_dict())
-    else:
-        _print_check(report)
 
 
 def _print_check(report: CheckReport) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -29,6 +32,7 @@ LabFlag = Annotated[
 ]
 LOAD_EXAMPLES = examples(
     "igwlab load --rps 20 --duration 2m",
+    "igwlab load --rps 5,10,20,40 --duration 30s --arrival poisson --slo ttft=200ms --out load/",
     "igwlab load --concurrency 8 --prefixes 4 --prompt-tokens 512 --json",
     "igwlab load --url http://127.0.0.1:8000 --lab kgateway-fake-llm --rps 5 --duration 10s",
 )
@@ -40,6 +44,11 @@ TOP_EXAMPLES = examples(
 DASHBOARD_EXAMPLES = examples("igwlab dashboard", "igwlab dashboard --port 3001")
 
 
+class Arrival(str, Enum):
+    constant = "constant"
+    poisson = "poisson"
+
+
 @handle_errors
 def load(
     lab: LabFlag = None,
@@ -48,28 +57,34 @@ def load(
         typer.Option(help="Gateway base URL; default: the URL `up` recorded.", metavar="URL", show_default=False),
     ] = None,
     rps: Annotated[
-        float | None,
+        str | None,
         typer.Option(
-            help=f"Open loop: start this many requests per second (more than 0, at most {MAX_RPS}).",
-            min=0,
-            max=MAX_RPS,
-            metavar="RPS",
-            callback=finite,
+            metavar="RATE[,RATE...]",
+            help=f"Open loop: start this many requests per second (more than 0, at most {MAX_RPS}); several rates "
+            "run as stages, one after the other.",
+            callback=text,
         ),
     ] = None,
     concurrency: Annotated[
-        int | None,
+        str | None,
         typer.Option(
-            help=f"Closed loop: keep this many requests in flight (1 to {MAX_CONCURRENCY}).",
-            min=1,
-            max=MAX_CONCURRENCY,
-            metavar="N",
+            metavar="N[,N...]",
+            help=f"Closed loop: keep this many requests in flight (1 to {MAX_CONCURRENCY}); several numbers run "
+            "as stages.",
+            callback=text,
         ),
     ] = None,
     duration: Annotated[
         str,
-        typer.Option(help="How long to send: 30s, 2m, 1m30s (at most 30m).", metavar="DURATION", callback=text),
+        typer.Option(
+            help="How long each stage sends: 30s, 2m, 1m30s (all stages together at most 30m).",
+            metavar="DURATION",
+            callback=text,
+        ),
     ] = "60s",
+    arrival: Annotated[
+        Arrival, typer.Option(help="Open loop: requests evenly spaced, or a Poisson process of the same mean rate.")
+    ] = Arrival.constant,
     prefixes: Annotated[
         int,
         typer.Option(
@@ -95,8 +110,26 @@ def load(
         int, typer.Option(help=f"max_tokens of each request (1 to {MAX_TOKENS}).", min=1, max=MAX_TOKENS, metavar="N")
     ] = 16,
     stream: Annotated[
-        bool, typer.Option("--stream/--no-stream", help="Stream answers (measures time to first token).")
+        bool,
+        typer.Option("--stream/--no-stream", help="Stream answers (measures time to first token and between tokens)."),
     ] = True,
+    usage: Annotated[
+        bool,
+        typer.Option(
+            "--usage/--no-usage",
+            help="Ask streams for the server's token count (stream_options.include_usage); without it, "
+            "output tokens are counted as chunks.",
+        ),
+    ] = True,
+    slo: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME=TIME[,...]",
+            callback=text,
+            help="Latency objectives for goodput, each a ceiling per request: ttft (first token), tpot (per "
+            "output token), itl (longest gap between tokens), e2e (total); e.g. ttft=200ms,tpot=50ms.",
+        ),
+    ] = None,
     sheddable: Annotated[
         float,
         typer.Option(
@@ -114,99 +147,103 @@ def load(
         float,
         typer.Option(help="Seconds per request (0.1 to 3600).", min=0.1, max=3600, metavar="SECONDS", callback=finite),
     ] = 60,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Client processes sending the load (1 to 16); default: one per 100 req/s of the highest rate, "
+            "at most one per CPU.",
+            min=1,
+            max=16,
+            metavar="N",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the Poisson schedule and of the class mix.", metavar="N", show_default=False),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Also write each stage as JSON (stage-N-....json) and a plot, load.png: latency percentiles "
+            "against the achieved rate, and each pod's share of every prefix.",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Send bounded load through the gateway and report what the endpoint picker did with it.
 
-    Give --rps (open loop) or --concurrency (closed loop). With --prefixes K, prompts share K long
-    prefixes, so prefix-aware scheduling has something to work on. At the end: status codes,
-    latency and time-to-first-token percentiles, and which pods served each prefix. Stops by
-    itself after --duration.
+    Give --rps (open loop) or --concurrency (closed loop); a comma-separated list runs one stage
+    per value, to find where latency bends. Each stage reports its pacing (intended against
+    actual send times, with a warning when the client itself fell behind), latency, time to
+    first token, time between tokens and per output token, output tokens/s, goodput against
+    --slo, outcomes per class, and which pods served each shared prefix (--prefixes K). Stops by
+    itself after --duration per stage.
     """
-    import asyncio
-
-    from igwlab.observe.load import LoadOptions, parse_duration, run_load
+    from igwlab.cli.load_view import print_load, progress
+    from igwlab.observe.load import LoadOptions, parse_counts, parse_duration, parse_rates, run_load
+    from igwlab.observe.metrics import parse_slo
     from igwlab.selection import LabSelection, resolve_lab
     from igwlab.verify.run import VerifyOptions, resolve_target
 
-    lab_reference, gateway = resolve_target(VerifyOptions(lab=lab, url=url), command="load")
-    resolved = resolve_lab(LabSelection(lab=lab_reference))
-    first = resolved.lab.models[0]
     options = LoadOptions(
-        url=gateway,
-        model=model or first.name,
+        url="",
+        model="",
         duration_s=parse_duration(duration),
-        rps=rps,
-        concurrency=concurrency,
+        rps=parse_rates(rps) if rps is not None else None,
+        concurrency=parse_counts(concurrency) if concurrency is not None else None,
+        arrival=arrival.value,
         prefixes=prefixes,
         prompt_tokens=prompt_tokens,
         max_tokens=max_tokens,
         stream=stream,
+        include_usage=usage,
         sheddable_share=sheddable,
         sheddable_objective=sheddable_objective,
-        critical_objective=first.object_name if resolved.gie.model_object == "InferenceObjective" else None,
         timeout_s=timeout,
+        seed=seed,
+        workers=workers,
+        slo=parse_slo(slo) if slo is not None else None,
     )
     options.validate()
-    result = asyncio.run(run_load(options)).as_dict()
+    if out is not None:
+        from igwlab.observe.plot import prepare_out_dir
+
+        prepare_out_dir(out)
+    lab_reference, gateway = resolve_target(VerifyOptions(lab=lab, url=url), command="load")
+    resolved = resolve_lab(LabSelection(lab=lab_reference))
+    first = resolved.lab.models[0]
+    options = replace(
+        options,
+        url=gateway,
+        model=model or first.name,
+        critical_objective=first.object_name if resolved.gie.model_object == "InferenceObjective" else None,
+    )
+    result = run_load(options, progress=progress).as_dict()
+    if out is not None:
+        from igwlab.observe.plot import write_outputs
+
+        written = write_outputs(result, out)
+        progress("wrote " + ", ".join(str(path) for path in written))
     if not json_output:
-        _print_load(result)
+        print_load(result)
     if result["succeeded"] == 0:
         from igwlab.errors import ChecksFailedError
 
-        outcomes = ", ".join(f"{code}: {count}" for code, count in result["status"].items()) or "none sent"
+        outcomes: dict[str, int] = {}
+        for stage in result["stages"]:
+            for code, count in stage["status"].items():
+                outcomes[code] = outcomes.get(code, 0) + count
+        listed = ", ".join(f"{code}: {count}" for code, count in outcomes.items()) or "none sent"
         raise ChecksFailedError(
-            f"no request succeeded: {result['requests']} sent to {result['url']} ({outcomes})",
+            f"no request succeeded: {result['requests']} sent to {result['url']} ({listed})",
             why="every request failed, so there are no latencies or pods to report",
             fix=f"check the gateway answers: igwlab verify --url {result['url']}",
             data=result,
         )
     if json_output:
         print_json(result)
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1000:.0f} ms"
-
-
-def _print_load(result: dict[str, Any]) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    stdout().print(
-        Text.assemble(
-            ("igwlab load", "bold"),
-            f": {result['requests']} requests to {result['url']} ({result['mode']}) in "
-            f"{result['duration_s']:.1f}s = {result['achieved_rps']} req/s; {result['succeeded']} succeeded",
-        )
-    )
-    status = ", ".join(f"{code}: {count}" for code, count in result["status"].items())
-    stdout().print(
-        f"status: {status}"
-        + (
-            f"; skipped (client saturated): {result['skipped_client_saturated']}"
-            if result["skipped_client_saturated"]
-            else ""
-        )
-    )
-    if len(result["by_class"]) > 1:
-        for klass, outcomes in result["by_class"].items():
-            stdout().print(f"  {klass}: " + ", ".join(f"{k}: {v}" for k, v in outcomes.items()))
-    latency = Table(title="latency", title_justify="left")
-    for column in ("", "p50", "p90", "p99", "max"):
-        latency.add_column(column, justify="right")
-    for label, key in (("total", "latency_s"), ("first token", "ttft_s")):
-        row = result[key]
-        latency.add_row(label, *(_fmt(row[p]) for p in ("p50", "p90", "p99", "max")))
-    stdout().print(latency)
-    print_table(
-        [Column("prefix"), Column("top pod share", justify="right"), Column("pods (requests)", "note")],
-        [
-            [prefix, f"{data['top_pod_share']:.0%}", ", ".join(f"{p} {n}" for p, n in data["pods"].items())]
-            for prefix, data in result["per_prefix"].items()
-        ],
-        title="which pods served each prefix",
-    )
 
 
 @handle_errors

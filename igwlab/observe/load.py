@@ -1,27 +1,45 @@
-"""`igwlab load`: bounded traffic for a lab, open-loop (a request rate) or closed-loop (a number of
-requests in flight), with shared long prefixes so prefix affinity has something to work on.
+"""`igwlab load`: bounded traffic for a lab, open loop (request rates) or closed loop (requests in
+flight), in one or more stages, with shared long prefixes so prefix affinity has something to
+work on.
 
-Bounded by design: a duration cap, a rate cap, a concurrency cap; it stops by itself.
+Bounded by design: at most 30 minutes in all, 1000 requests a second, 256 in flight; it stops by
+itself. When one process cannot keep up with the rate, workers run in child processes.
 """
 
 from __future__ import annotations
 
-import asyncio
+import math
+import multiprocessing
+import os
 import random
 import re
-import statistics
 import time
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any
 
-from igwlab.errors import UsageError
-from igwlab.verify.engine import Engine, Observation
+from igwlab.errors import ChecksFailedError, IgwlabError, UsageError
+from igwlab.observe.metrics import RequestRecord
+from igwlab.observe.pacing import ARRIVALS, Arrival
+from igwlab.observe.report import LoadReport, StageResult, stage_report
+from igwlab.observe.workers import StagePlan, Worker, WorkerResult, WorkerSetup, run_loop, serve
 
 MAX_DURATION_S = 1800.0
 MAX_RPS = 1000.0
 MAX_CONCURRENCY = 256
-OBJECTIVE_HEADER = "x-gateway-inference-objective"
+MAX_STAGES = 20
+MAX_WORKERS = 16
+RPS_PER_WORKER = 100.0
+"""Open loop: one worker process per this many requests a second (up to the CPUs there are)."""
+STAGE_START_MARGIN_S = 0.1
+"""Child processes: the stage clock starts this long after the parent sends the plan, so all are listening."""
+IN_PROCESS_START_MARGIN_S = 0.005
+WORKER_START_TIMEOUT_S = 120.0
+
+
+class LoadError(IgwlabError):
+    """A load worker process failed, so the stage could not be sent."""
 
 
 def parse_duration(text: str) -> float:
@@ -36,185 +54,284 @@ def parse_duration(text: str) -> float:
     return sum(float(number) * scale[unit] for number, unit in parts)
 
 
+def _levels(text: str, flag: str, kind: str, convert: Callable[[str], float]) -> list[float]:
+    values = []
+    for item in (part.strip() for part in text.split(",")):
+        try:
+            value = convert(item)
+        except ValueError:
+            raise UsageError(
+                f"{flag} {text!r}: {item!r} is not {kind}", fix=f"e.g. {flag} 10, or {flag} 10,50,100 for three stages"
+            ) from None
+        if not math.isfinite(value):
+            raise UsageError(f"{flag} {text!r}: {item!r} is not a finite number")
+        values.append(value)
+    return values
+
+
+def parse_rates(text: str) -> tuple[float, ...]:
+    """`--rps 10,50,100` -> (10.0, 50.0, 100.0): one stage per rate, in the order given."""
+    return tuple(_levels(text, "--rps", "a number", float))
+
+
+def parse_counts(text: str) -> tuple[int, ...]:
+    """`--concurrency 4,16` -> (4, 16): one stage per number of requests in flight."""
+    return tuple(int(v) for v in _levels(text, "--concurrency", "a whole number", int))
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class LoadOptions:
+    """Times in seconds. `rps` or `concurrency` holds one value per stage; `workers` None picks
+    enough processes for the rate; `slo` maps objective names to ceilings (see metrics.parse_slo)."""
+
     url: str
     model: str
     duration_s: float = 60.0
-    rps: float | None = None
-    concurrency: int | None = None
+    rps: tuple[float, ...] | None = None
+    concurrency: tuple[int, ...] | None = None
+    arrival: Arrival = "constant"
     prefixes: int = 0
     prompt_tokens: int = 256
     max_tokens: int = 16
     stream: bool = True
+    include_usage: bool = True
     sheddable_share: float = 0.0
     sheddable_objective: str = "sheddable"
     critical_objective: str | None = None
     timeout_s: float = 60.0
     seed: int | None = None
+    workers: int | None = None
+    slo: dict[str, float] | None = None
 
     def validate(self) -> None:
         if (self.rps is None) == (self.concurrency is None):
             raise UsageError(
                 "give either --rps or --concurrency",
                 why="one picks open-loop, the other closed-loop load",
-                fix="e.g. --rps 10, or --concurrency 8",
+                fix="e.g. --rps 10, --rps 10,50,100 (one stage each), or --concurrency 8",
             )
+        levels = self.rps if self.rps is not None else self.concurrency
+        assert levels is not None
+        if not 1 <= len(levels) <= MAX_STAGES:
+            raise UsageError(f"give 1 to {MAX_STAGES} stages")
         if not 0 < self.duration_s <= MAX_DURATION_S:
             raise UsageError(f"--duration must be more than 0 and at most {MAX_DURATION_S:.0f}s")
-        if self.rps is not None and not 0 < self.rps <= MAX_RPS:
+        if self.duration_s * len(levels) > MAX_DURATION_S:
+            raise UsageError(
+                f"{len(levels)} stages of {self.duration_s:g}s is more than {MAX_DURATION_S / 60:.0f} minutes in all",
+                fix="shorten --duration or give fewer stages",
+            )
+        if self.rps is not None and not all(0 < r <= MAX_RPS for r in self.rps):
             raise UsageError(f"--rps must be more than 0 and at most {MAX_RPS:.0f}")
-        if self.concurrency is not None and not 0 < self.concurrency <= MAX_CONCURRENCY:
+        if self.concurrency is not None and not all(0 < c <= MAX_CONCURRENCY for c in self.concurrency):
             raise UsageError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
+        if self.arrival not in ARRIVALS:
+            raise UsageError(f"--arrival must be one of {', '.join(ARRIVALS)}")
         if not 0 <= self.sheddable_share <= 1:
             raise UsageError("--sheddable must be a share between 0 and 1")
-        if self.prefixes < 0 or self.prompt_tokens < 1:
-            raise UsageError("--prefixes must be 0 or more and --prompt-tokens at least 1")
+        if self.prefixes < 0 or self.prompt_tokens < 1 or self.max_tokens < 1:
+            raise UsageError("--prefixes must be 0 or more, --prompt-tokens and --max-tokens at least 1")
+        if self.workers is not None and not 1 <= self.workers <= MAX_WORKERS:
+            raise UsageError(f"--workers must be between 1 and {MAX_WORKERS}")
+        if not self.timeout_s > 0:
+            raise UsageError("--timeout must be more than 0")
+        if self.slo and not self.stream and {"ttft", "tpot", "itl"} & set(self.slo):
+            raise UsageError(
+                "--slo on ttft, tpot or itl needs streamed answers",
+                why="without a stream there is no first token and no gap between tokens to measure",
+                fix="drop --no-stream, or keep only e2e in --slo",
+            )
 
+    def stages(self) -> list[StagePlan]:
+        if self.rps is not None:
+            return [
+                StagePlan(number=n, duration_s=self.duration_s, rps=r, arrival=self.arrival)
+                for n, r in enumerate(self.rps, 1)
+            ]
+        assert self.concurrency is not None
+        return [
+            StagePlan(number=n, duration_s=self.duration_s, concurrency=c) for n, c in enumerate(self.concurrency, 1)
+        ]
 
-@dataclass
-class Sample:
-    prefix: str
-    klass: str
-    observation: Observation
-
-
-@dataclass
-class LoadReport:
-    url: str
-    model: str
-    mode: str
-    duration_s: float
-    samples: list[Sample] = field(default_factory=list)
-    skipped: int = 0  # open loop: requests not sent because too many were still in flight
-
-    def as_dict(self) -> dict[str, Any]:
-        observations = [s.observation for s in self.samples]
-        ok = [o for o in observations if o.ok]
-        per_prefix: dict[str, Counter[str]] = defaultdict(Counter)
-        for sample in self.samples:
-            if sample.observation.ok:
-                per_prefix[sample.prefix][sample.observation.pod or "(unknown)"] += 1
-        classes: dict[str, dict[str, int]] = defaultdict(dict)
-        for sample in self.samples:
-            outcome = sample.observation.outcome()
-            classes[sample.klass][outcome] = classes[sample.klass].get(outcome, 0) + 1
-        return {
-            "url": self.url,
-            "model": self.model,
-            "mode": self.mode,
-            "duration_s": round(self.duration_s, 3),
-            "requests": len(observations),
-            "succeeded": len(ok),
-            "achieved_rps": round(len(observations) / self.duration_s, 2) if self.duration_s else 0.0,
-            "skipped_client_saturated": self.skipped,
-            "status": dict(Counter(o.outcome() for o in observations).most_common()),
-            "by_class": dict(classes),
-            "latency_s": _percentiles([o.elapsed_s for o in ok]),
-            "ttft_s": _percentiles([o.ttft_s for o in ok if o.ttft_s is not None]),
-            "pods": dict(Counter(o.pod or "(unknown)" for o in ok).most_common()),
-            "per_prefix": {
-                prefix: {
-                    "pods": dict(pods.most_common()),
-                    "top_pod_share": round(pods.most_common(1)[0][1] / sum(pods.values()), 3),
-                }
-                for prefix, pods in sorted(per_prefix.items())
-            },
-        }
-
-
-def _percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p90": None, "p99": None, "max": None}
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return {
-            "p50": round(ordered[0], 4),
-            "p90": round(ordered[0], 4),
-            "p99": round(ordered[0], 4),
-            "max": round(ordered[0], 4),
-        }
-    cuts = statistics.quantiles(ordered, n=100, method="inclusive")
-    return {
-        "p50": round(cuts[49], 4),
-        "p90": round(cuts[89], 4),
-        "p99": round(cuts[98], 4),
-        "max": round(ordered[-1], 4),
-    }
-
-
-class _Prompts:
-    def __init__(self, options: LoadOptions, rng: random.Random) -> None:
-        self.options = options
-        self.rng = rng
-        self.prefixes = [" ".join(f"ctx{k}w{i}" for i in range(options.prompt_tokens)) for k in range(options.prefixes)]
-        self.count = 0
-
-    def next(self) -> tuple[str, str, dict[str, Any], dict[str, str]]:
-        index = self.count
-        self.count += 1
-        if self.prefixes:
-            label = f"prefix-{index % len(self.prefixes)}"
-            prompt = f"{self.prefixes[index % len(self.prefixes)]} question {index}"
+    def worker_count(self) -> int:
+        """`workers`, else: open loop, one per RPS_PER_WORKER of the highest rate; closed loop, one
+        per 64 in flight; never more than the CPUs this process may use."""
+        if self.workers is not None:
+            return self.workers
+        if self.rps is not None:
+            wanted = math.ceil(max(self.rps) / RPS_PER_WORKER)
         else:
-            label = "unique"
-            prompt = " ".join(f"r{index}w{i}" for i in range(self.options.prompt_tokens))
-        headers = {}
-        klass = "critical"
-        if self.rng.random() < self.options.sheddable_share:
-            klass = "sheddable"
-            headers[OBJECTIVE_HEADER] = self.options.sheddable_objective
-        elif self.options.critical_objective:
-            headers[OBJECTIVE_HEADER] = self.options.critical_objective
-        body = {"model": self.options.model, "prompt": prompt, "max_tokens": self.options.max_tokens}
-        return label, klass, body, headers
+            assert self.concurrency is not None
+            wanted = math.ceil(max(self.concurrency) / 64)
+        return max(1, min(wanted, available_cpus()))
+
+    def in_flight_cap(self) -> int:
+        if self.concurrency is not None:
+            return max(self.concurrency)
+        return MAX_CONCURRENCY
+
+    @property
+    def mode(self) -> str:
+        return "open-loop" if self.rps is not None else "closed-loop"
 
 
-async def run_load(options: LoadOptions) -> LoadReport:
+def worker_setups(options: LoadOptions, seed: int) -> list[WorkerSetup]:
+    count = options.worker_count()
+    cap = options.in_flight_cap()
+    return [
+        WorkerSetup(
+            index=index,
+            count=count,
+            url=options.url,
+            model=options.model,
+            max_in_flight=max(1, math.ceil(cap / count)),
+            timeout_s=options.timeout_s,
+            seed=seed,
+            stream=options.stream,
+            include_usage=options.include_usage,
+            prefixes=options.prefixes,
+            prompt_tokens=options.prompt_tokens,
+            max_tokens=options.max_tokens,
+            sheddable_share=options.sheddable_share,
+            sheddable_objective=options.sheddable_objective,
+            critical_objective=options.critical_objective,
+        )
+        for index in range(count)
+    ]
+
+
+Progress = Callable[[str], None]
+
+
+def run_load(options: LoadOptions, progress: Progress | None = None) -> LoadReport:
+    """Warm up, run every stage, and report. Raises ChecksFailedError when nothing answers at the
+    URL, LoadError when a worker process fails, UsageError for bad options."""
     options.validate()
-    rng = random.Random(options.seed)
-    prompts = _Prompts(options, rng)
-    in_flight_cap = options.concurrency or max(8, min(MAX_CONCURRENCY, int(options.rps or 1) * 4))
-    mode = f"closed-loop, {options.concurrency} in flight" if options.concurrency else f"open-loop, {options.rps} req/s"
-    report = LoadReport(options.url, options.model, mode, 0.0)
-    start = time.monotonic()
-    deadline = start + options.duration_s
-
-    async with Engine(options.url, concurrency=in_flight_cap, timeout_s=options.timeout_s) as engine:
-
-        async def one() -> None:
-            label, klass, body, headers = prompts.next()
-            if options.stream:
-                observation = await engine.stream("/v1/completions", body, headers=headers)
-            else:
-                observation = await engine.post("/v1/completions", body, headers=headers)
-            report.samples.append(Sample(label, klass, observation))
-
-        if options.concurrency:
-
-            async def worker() -> None:
-                while time.monotonic() < deadline:
-                    await one()
-
-            await asyncio.gather(*(worker() for _ in range(options.concurrency)))
-        else:
-            assert options.rps is not None
-            interval = 1.0 / options.rps
-            tasks: set[asyncio.Task[None]] = set()
-            sent = 0
-            while True:
-                due = start + sent * interval
-                if due >= deadline:
-                    break
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-                sent += 1
-                if len(tasks) >= in_flight_cap:
-                    report.skipped += 1
-                    continue
-                task = asyncio.create_task(one())
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            if tasks:
-                await asyncio.gather(*tasks)
-    report.duration_s = time.monotonic() - start
+    seed = options.seed if options.seed is not None else random.SystemRandom().randrange(1 << 31)
+    setups = worker_setups(options, seed)
+    stages = options.stages()
+    say = progress or (lambda message: None)
+    report = LoadReport(
+        url=options.url,
+        model=options.model,
+        mode=options.mode,
+        arrival=options.arrival if options.rps is not None else None,
+        workers=len(setups),
+        seed=seed,
+        slo=options.slo,
+    )
+    say(f"warming up {len(setups)} worker{'s' if len(setups) > 1 else ''} against {options.url}")
+    if len(setups) == 1:
+        results = run_loop(_run_here(setups[0], stages, say))
+    else:
+        results = _run_in_processes(setups, stages, say)
+    report.stages = [stage_report(result, options.slo) for result in results]
     return report
+
+
+def _check_warm_up(records: Sequence[RequestRecord], url: str) -> None:
+    if records and all(r.error in ("connect", "timeout") for r in records):
+        first = records[0]
+        raise ChecksFailedError(
+            f"nothing answers at {url}: {first.error} ({first.error_detail})",
+            why="the warm-up requests sent before the clock starts got no answer",
+            fix="check the URL; `igwlab status` shows the lab's gateway URL",
+        )
+
+
+def _announce(plan: StagePlan, total: int, say: Progress) -> None:
+    say(f"stage {plan.number}/{total}: {plan.label} for {plan.duration_s:g}s")
+
+
+async def _run_here(setup: WorkerSetup, stages: Sequence[StagePlan], say: Progress) -> list[StageResult]:
+    results = []
+    async with Worker(setup) as worker:
+        _check_warm_up(await worker.warm_up(), setup.url)
+        for plan in stages:
+            _announce(plan, len(stages), say)
+            part = await worker.run_stage(plan, time.perf_counter() + IN_PROCESS_START_MARGIN_S)
+            results.append(_merge(plan, [part]))
+    return results
+
+
+def _merge(plan: StagePlan, parts: Sequence[WorkerResult]) -> StageResult:
+    return StageResult(
+        plan=plan,
+        records=[record for part in parts for record in part.records],
+        skipped=sum(part.skipped for part in parts),
+        connections_opened=sum(part.connections_opened for part in parts),
+        workers=len(parts),
+    )
+
+
+def _run_in_processes(setups: Sequence[WorkerSetup], stages: Sequence[StagePlan], say: Progress) -> list[StageResult]:
+    context = multiprocessing.get_context("spawn")
+    connections: list[Connection] = []
+    processes: list[Any] = []
+    finished = False
+    try:
+        for setup in setups:
+            parent_end, child_end = context.Pipe()
+            process = context.Process(target=serve, args=(child_end, setup), name=f"igwlab-load-{setup.index}")
+            process.daemon = True
+            process.start()
+            child_end.close()
+            connections.append(parent_end)
+            processes.append(process)
+        warm = [_receive(c, "ready", WORKER_START_TIMEOUT_S) for c in connections]
+        _check_warm_up([record for records in warm for record in records], setups[0].url)
+        results = []
+        wait_s = max(s.timeout_s for s in setups) + 60.0
+        for plan in stages:
+            _announce(plan, len(stages), say)
+            start_at = time.perf_counter() + STAGE_START_MARGIN_S
+            for connection in connections:
+                connection.send(("stage", plan, start_at))
+            parts = [_receive(c, "done", plan.duration_s + wait_s) for c in connections]
+            results.append(_merge(plan, parts))
+        for connection in connections:
+            connection.send(("stop",))
+        finished = True
+        return results
+    finally:
+        # Stopped early (Ctrl-C, a failed worker): the children go at once, not after their stage.
+        for process in processes:
+            if not finished:
+                process.terminate()
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=10)
+        for connection in connections:
+            connection.close()
+
+
+def _receive(connection: Connection, expected: str, timeout_s: float) -> Any:
+    if not connection.poll(timeout_s):
+        raise LoadError(
+            f"a load worker sent nothing for {timeout_s:.0f}s",
+            why="the worker process is stuck or was killed",
+            fix="run again; with --workers 1 everything runs in one process",
+        )
+    try:
+        message = connection.recv()
+    except EOFError:
+        raise LoadError(
+            "a load worker process ended unexpectedly",
+            why="it was killed or ran out of memory",
+            fix="run again; with --workers 1 everything runs in one process",
+        ) from None
+    if message[0] == "error":
+        raise LoadError(
+            f"a load worker failed: {message[1]}", fix="run again with --workers 1 to see it in one process"
+        )
+    if message[0] != expected:
+        raise LoadError(f"a load worker answered {message[0]!r} where {expected!r} was due")
+    return message[1]

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from igwlab.observe.metrics import PodSample, parse_vllm_metrics
+from igwlab.observe.podmetrics import PodSample, parse_vllm_metrics
 from igwlab.tools.kube import KubeApi
 from igwlab.urls import check_url
 

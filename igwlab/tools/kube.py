@@ -6,10 +6,15 @@ Everything above this module talks to `KubeApi`; tests back it with an in-memory
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import tempfile
+from pathlib import Path
 from typing import Any, Protocol
 
 from igwlab.errors import IgwlabError, PrerequisiteError
+from igwlab.state import state_dir
 
 FIELD_MANAGER = "igwlab"
 Manifest = dict[str, Any]
@@ -171,6 +176,35 @@ def kubeconfig_contexts() -> list[str]:
     return sorted(str(c.get("name")) for c in contexts or [])
 
 
+def discovery_cache(host: str) -> Path:
+    """Where the API discovery of one API server is cached: igwlab's state directory, not the shared
+    temp file the `kubernetes` client picks by default (which other programs write at the same time)."""
+    digest = hashlib.sha256(host.encode()).hexdigest()[:16]
+    return state_dir() / "discovery" / f"{digest}.json"
+
+
+def _atomic_discoverer() -> type:
+    from kubernetes.dynamic.discovery import LazyDiscoverer
+
+    class AtomicDiscoverer(LazyDiscoverer):
+        """The client's lazy discovery, its cache written whole or not at all (a reader never sees half a
+        file, so parallel igwlab commands never print "load cache error")."""
+
+        def _write_cache(self) -> None:
+            from kubernetes.dynamic.discovery import CacheEncoder
+
+            path = Path(getattr(self, "_Discoverer__cache_file"))  # noqa: B009 (the base class keeps it private)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
+                    json.dump(self._cache, handle, cls=CacheEncoder)
+                os.replace(handle.name, path)
+            except OSError:
+                pass  # a cache that cannot be written only costs a discovery next time
+
+    return AtomicDiscoverer
+
+
 class KubernetesApi:
     """KubeApi on the official client's dynamic API (imported only when a cluster is used)."""
 
@@ -182,7 +216,11 @@ class KubernetesApi:
         # $KUBECONFIG read now, not when the client was first imported (it caches the default location).
         config_file = kubeconfig or os.environ.get("KUBECONFIG") or None
         api_client: ApiClient = config.new_client_from_config(config_file=config_file, context=context)  # type: ignore[no-untyped-call]
-        self._dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
+        self._dynamic = DynamicClient(  # type: ignore[no-untyped-call]
+            api_client,
+            cache_file=str(discovery_cache(api_client.configuration.host)),
+            discoverer=_atomic_discoverer(),
+        )
         self._core = CoreV1Api(api_client)
 
     def _resource(self, api_version: str, kind: str) -> Any:

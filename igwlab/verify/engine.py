@@ -11,13 +11,14 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 WARMING_STATUSES = {502, 503, 504}
+DRAIN_S = 1.0
 
 
 @dataclass
@@ -130,7 +131,8 @@ class Engine:
                             observation.body = json.loads(raw)
                         return observation
                     pieces: list[str] = []
-                    async for line in response.aiter_lines():
+                    lines = response.aiter_lines()
+                    async for line in lines:
                         if not line.startswith("data:"):
                             if len(observation.text) < 2000:  # what came instead of events, for the hint
                                 observation.text += line + "\n"
@@ -151,6 +153,10 @@ class Engine:
                             break
                         pieces.append(_chunk_text(chunk))
                     observation.stream_text = "".join(pieces)
+                    if observation.stream_done:
+                        observation.elapsed_s = time.perf_counter() - start
+                        await _drain(lines)
+                        return observation
             except httpx.HTTPError as error:
                 failed = _failed(error, time.perf_counter() - start)
                 observation.error, observation.error_detail = failed.error, failed.error_detail
@@ -173,6 +179,19 @@ class Engine:
                 return observation, attempts
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+async def _drain(lines: AsyncIterator[str]) -> None:
+    """Read a stream past `data: [DONE]` to the end of its body, so the connection goes back to
+    the pool instead of being closed. Bounded: a server that keeps the body open after [DONE]
+    costs at most DRAIN_S, and then only that connection."""
+    with contextlib.suppress(httpx.HTTPError, asyncio.TimeoutError):
+        await asyncio.wait_for(_consume(lines), timeout=DRAIN_S)
+
+
+async def _consume(lines: AsyncIterator[str]) -> None:
+    async for _ in lines:
+        pass
 
 
 def _chunk_text(chunk: Any) -> str:
