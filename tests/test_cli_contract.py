@@ -575,3 +575,25 @@ def test_a_busy_host_port_fails_doctor_and_the_dry_run(
     findings = {f["name"]: f for f in envelope(doctor, "doctor")["data"]["findings"]}
     assert doctor.exit_code == ExitCode.PREREQUISITES and str(busy) in findings["ports"]["detail"]
     assert dry_run.exit_code == ExitCode.PREREQUISITES and f"host ports in use: {busy}" in dry_run.stderr
+
+
+@pytest.mark.parametrize("lab", ["kgateway-fake-llm", "agentgateway-fake-llm", "multi-model"])
+def test_applying_a_render_by_hand_in_the_readmes_order_works(cli: CliRunner, tmp_path: Path, lab: str) -> None:
+    """The README's order: CRDs, then manifests/*-namespace/, then helm-releases.yaml top to bottom, then the
+    rest of manifests/. Every release into the lab's namespace must come after that namespace exists, and the
+    releases file must follow the plan's steps."""
+    out = tmp_path / "out"
+    assert invoke(cli, "render", "--lab", lab, "--out", str(out)).exit_code == 0
+    plan = json_data(invoke(cli, "plan", "--lab", lab, "--json"), "plan")
+    order = [step["id"] for step in plan["steps"]]
+    namespace_dirs = sorted(p.name for p in (out / "manifests").iterdir() if p.name.endswith("-namespace"))
+    assert namespace_dirs, "the lab's namespace has its own directory, applied in step 2"
+    namespace = yaml.safe_load(next((out / "manifests" / namespace_dirs[0]).glob("*.yaml")).read_text())
+    releases = yaml.safe_load((out / "helm-releases.yaml").read_text())["releases"]
+    steps_of = {r["release"]: s["id"] for s in plan["steps"] for r in s.get("releases", [])}
+    positions = [order.index(steps_of[r["release"]]) for r in releases]
+    assert positions == sorted(positions), "helm-releases.yaml lists the releases in step order"
+    for release in releases:
+        assert (out / release["values_file"]).is_file()
+        if release["namespace"] == namespace["metadata"]["name"]:
+            assert order.index("namespace") < order.index(steps_of[release["release"]])
