@@ -303,3 +303,32 @@ def test_a_damaged_record_of_the_lab_that_is_up(
     (world / "current.json").write_text(text)
     result = invoke(CliRunner(env={"COLUMNS": "100"}), *command.split(), *(["--json"] if json_mode else []))
     check(result, RECORD_EXIT.get((record, command), 2), json_mode)
+
+
+@pytest.mark.parametrize("json_mode", [False, True], ids=["text", "json"])
+@pytest.mark.parametrize(
+    ("env", "command", "expected"),
+    [
+        ({"COLUMNS": "0"}, "doctor --context no-such-context", 3),
+        ({"COLUMNS": "-3"}, "plan --lab nope", 2),
+        ({"COLUMNS": "abc"}, "labs show nope", 2),
+        ({"NO_COLOR": "1", "COLUMNS": "20"}, "plan --lab {clash}", 2),
+        ({"IGWLAB_STATE_DIR": "{file}/state"}, "up --provider kgateway", 2),
+        ({"IGWLAB_STATE_DIR": "{file}/state"}, "teardown --yes", 0),
+        ({"KUBECONFIG": "{binary}"}, "doctor --context only", 3),
+    ],
+)
+def test_a_strange_environment(
+    world: Path,
+    zoo: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    command: str,
+    expected: int,
+    json_mode: bool,
+) -> None:
+    filled = {key: value.format(**zoo) for key, value in env.items()}
+    for key, value in filled.items():
+        monkeypatch.setenv(key, value)
+    result = invoke(CliRunner(env=filled), *_split(command, zoo), *(["--json"] if json_mode else []))
+    check(result, expected, json_mode)

@@ -15,6 +15,12 @@ envelope on stdout with --json — and the error's exit code; Ctrl-C into exit 1
 exception into one line naming the crash file that holds the traceback, exit 1. The app's group
 (igwlab/cli/app.py) does the same for what happens outside a command (bad flags: exit 2, with
 the envelope when --json is among the arguments).
+
+Also for every command (tests/test_cli_contract.py checks them): register it with
+`epilog=examples(...)` (igwlab/cli/options.py); give each option a metavar (`URL`, `SECONDS`...) and
+a callback that refuses what its type lets through (`finite`, `text`); print tables with
+`print_table([Column("name"), Column("note", "note")], rows)`, which never splits a name or URL; put
+no outside text (lab files, server answers) into rich markup — use `Text`.
 """
 
 from __future__ import annotations
@@ -54,19 +60,31 @@ def _styles_off() -> bool:
     return bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
 
 
+def _width() -> int | None:
+    """The terminal's width as rich finds it, unless $COLUMNS says something unusable (0, negative, tiny):
+    then 80, so that nothing, errors included, is swallowed."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        return None
+    return 80 if columns < 20 else None
+
+
 @cache
 def stdout() -> Console:
     """The console for results; rich loads on first use, which keeps `--help` fast."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False, color_system=None if _styles_off() else "auto")
+    return Console(highlight=False, soft_wrap=False, width=_width(), color_system=None if _styles_off() else "auto")
 
 
 @cache
 def stderr() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True, color_system=None if _styles_off() else "auto")
+    return Console(
+        stderr=True, highlight=False, soft_wrap=True, width=_width(), color_system=None if _styles_off() else "auto"
+    )
 
 
 @dataclass(frozen=True)
