@@ -46,9 +46,18 @@ class GieRelease(_Strict):
     model_object: Literal["InferenceModel", "InferenceObjective"]
     crds: list[str]
     epp_metrics: list[str]
+    # The EPP counter of requests by model_name and target_model_name: evidence of a split that
+    # survives an EPP which writes the requested name back into answers (answers_name_target false).
+    split_metric: str
+    answers_name_target: bool
+    objective_header: str | None = None
+    bbr_buffers_responses: bool = False
     rewrite_targets_field: Literal["split", "targets"] | None = None
     # The oldest Gateway API the release's own module requires (its go.mod), if it requires one.
     gateway_api_min: str | None = None
+    # How a cluster's copy of the CRDs shows its release: an annotation (v1.0+), else a served version.
+    crd_version_annotation: str | None = None
+    crd_served_version: str | None = None
     bbr_chart: str | None = None
     # Label of the ConfigMaps body-based routing reads base models and LoRA adapters from (v1.5).
     bbr_configmap_label: str | None = None
@@ -63,6 +72,32 @@ class GieRelease(_Strict):
 class GatewayApiRelease(_Strict):
     standard_url: str
     experimental_url: str
+    min_kubernetes: str  # "1.30": the oldest Kubernetes minor the bundle installs on
+
+
+class K3sImage(_Strict):
+    kubernetes: str  # v1.33.4
+    min_k3d: str  # the oldest k3d that starts it
+    sources: list[str]
+
+
+class KubernetesPin(_Strict):
+    """The Kubernetes versions a stack supports (minor versions, "1.32"; max open when unknown) and the
+    k3s image `up` creates k3d clusters with."""
+
+    min: str
+    max: str | None = None
+    k3s_image: str
+    sources: list[str]
+
+    def accepts(self, version: tuple[int, int, int]) -> bool:
+        return version[:2] >= minor_tuple(self.min)
+
+    def above_max(self, version: tuple[int, int, int]) -> bool:
+        return self.max is not None and version[:2] > minor_tuple(self.max)
+
+    def describe(self) -> str:
+        return f"{self.min}-{self.max}" if self.max else f"{self.min} or newer"
 
 
 class Simulator(_Strict):
@@ -121,6 +156,7 @@ class Stack(_Strict):
     provider_version: str
     gie_version: str
     gateway_api: GatewayApiPin
+    kubernetes: KubernetesPin
     simulator: str
     gateway_class: GatewayClassPin
     helm_releases: list[HelmReleasePin]
@@ -159,6 +195,7 @@ class Catalog(_Strict):
     gie_releases: dict[str, GieRelease]
     gateway_api_standard_crds: list[str]
     gateway_api_releases: dict[str, GatewayApiRelease]
+    k3s_images: dict[str, K3sImage]
     simulators: dict[str, Simulator]
     vllm_cpu: VllmCpu
     laptop_epp_resources: dict[str, dict[str, str]]
@@ -176,6 +213,18 @@ class Catalog(_Strict):
                     raise ValueError(f"{where}: unknown gateway_api version {stack.gateway_api.version}")
                 if stack.simulator not in self.simulators:
                     raise ValueError(f"{where}: unknown simulator {stack.simulator}")
+                pin = stack.kubernetes
+                if pin.k3s_image not in self.k3s_images:
+                    raise ValueError(f"{where}: unknown k3s image {pin.k3s_image}")
+                image_version = version_tuple(self.k3s_images[pin.k3s_image].kubernetes)
+                if not pin.accepts(image_version) or pin.above_max(image_version):
+                    raise ValueError(f"{where}: k3s image {pin.k3s_image} is outside Kubernetes {pin.describe()}")
+                bundle_floor = self.gateway_api_releases[stack.gateway_api.version].min_kubernetes
+                if minor_tuple(pin.min) < minor_tuple(bundle_floor):
+                    raise ValueError(
+                        f"{where}: Kubernetes {pin.min} is below the {bundle_floor} Gateway API "
+                        f"{stack.gateway_api.version} needs"
+                    )
                 floor = self.gie_releases[stack.gie_version].gateway_api_min
                 if floor and version_tuple(stack.gateway_api.version) < version_tuple(floor):
                     raise ValueError(
@@ -235,6 +284,9 @@ class Catalog(_Strict):
     def gateway_api(self, stack: Stack) -> GatewayApiRelease:
         return self.gateway_api_releases[stack.gateway_api.version]
 
+    def k3s_image(self, stack: Stack) -> K3sImage:
+        return self.k3s_images[stack.kubernetes.k3s_image]
+
     def simulator(self, stack: Stack) -> Simulator:
         return self.simulators[stack.simulator]
 
@@ -245,6 +297,11 @@ class Catalog(_Strict):
 def version_tuple(version: str) -> tuple[int, int, int]:
     """`v1.3.0` -> (1, 3, 0); unreadable versions sort first."""
     return parse_version(version) or (0, 0, 0)
+
+
+def minor_tuple(version: str) -> tuple[int, int]:
+    """`1.32` or `v1.32.4` -> (1, 32)."""
+    return version_tuple(version)[:2]
 
 
 def normalize_version(version: str) -> str:

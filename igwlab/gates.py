@@ -1,7 +1,9 @@
 """Readiness gates: what a step waits for, checked against the Kubernetes API.
 
 Each gate says what it waits for (`describe`, shown by `plan`) and, when checked, whether it
-holds and the object's last state (shown when a wait times out).
+holds and the object's last state (shown when a wait times out). Where the cause of a gate not
+holding is certain (a pod whose image does not exist, a Gateway its controller rejects), the state
+says so (`failed`, with the fix), and the step stops waiting at once.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from igwlab.pods import pod_trouble
 from igwlab.tools.kube import KubeApi, condition, describe_condition, is_true
 
 
@@ -16,6 +19,8 @@ from igwlab.tools.kube import KubeApi, condition, describe_condition, is_true
 class GateState:
     ok: bool
     detail: str
+    failed: bool = False  # the cause is certain: waiting longer cannot make the gate hold
+    fix: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,19 +45,33 @@ class NodesReady(Gate):
 
 @dataclass(frozen=True)
 class CrdsEstablished(Gate):
+    """Each CRD Established and, where the bundle annotates its version, at that version: CRDs of an
+    older bundle left on the cluster keep the step from being skipped, so a re-apply upgrades them."""
+
     names: tuple[str, ...]
+    version_annotation: str | None = None
+    version: str | None = None
 
     def describe(self) -> str:
         short = ", ".join(name.split(".", 1)[0] for name in self.names)
-        return f"{len(self.names)} CRDs Established ({short})"
+        at = f" at {self.version}" if self.version_annotation and self.version else ""
+        return f"{len(self.names)} CRDs Established{at} ({short})"
 
     def check(self, kube: KubeApi) -> GateState:
         pending = []
         for name in self.names:
             crd = kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+            if crd is None:
+                pending.append(f"{name} (missing)")
+                continue
+            if self.version_annotation and self.version:
+                have = ((crd.get("metadata") or {}).get("annotations") or {}).get(self.version_annotation)
+                if have != self.version:
+                    pending.append(f"{name} (at {have or 'no bundle version'}, want {self.version})")
+                    continue
             if not is_true(condition(crd, "Established")):
-                pending.append(name if crd else f"{name} (missing)")
-        return GateState(not pending, "not Established: " + ", ".join(pending) if pending else "all Established")
+                pending.append(name)
+        return GateState(not pending, "not ready: " + ", ".join(pending) if pending else "all Established")
 
 
 @dataclass(frozen=True)
@@ -68,7 +87,7 @@ class NamespaceActive(Gate):
         return GateState(namespace is not None and phase in (None, "Active"), f"Namespace {self.name}: {phase}")
 
 
-def _deployment_state(deployment: dict[str, Any] | None, label: str) -> GateState:
+def _deployment_state(kube: KubeApi, deployment: dict[str, Any] | None, label: str) -> GateState:
     if deployment is None:
         return GateState(False, f"{label} does not exist yet")
     status = deployment.get("status") or {}
@@ -76,9 +95,15 @@ def _deployment_state(deployment: dict[str, Any] | None, label: str) -> GateStat
     ready = int(status.get("readyReplicas") or 0)
     wanted = int((deployment.get("spec") or {}).get("replicas", 1))
     ok = available and ready >= wanted
-    return GateState(
-        ok, f"{label}: {ready}/{wanted} ready, {describe_condition(condition(deployment, 'Available'), 'Available')}"
-    )
+    detail = f"{label}: {ready}/{wanted} ready, {describe_condition(condition(deployment, 'Available'), 'Available')}"
+    if ok:
+        return GateState(True, detail)
+    namespace = str((deployment.get("metadata") or {}).get("namespace") or "")
+    labels = (((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels")) or {}
+    trouble = pod_trouble(kube, namespace, labels)
+    if trouble is None:
+        return GateState(False, detail)
+    return GateState(False, f"{detail}; {trouble.describe()}", failed=trouble.certain, fix=trouble.fix)
 
 
 @dataclass(frozen=True)
@@ -94,7 +119,7 @@ class DeploymentAvailable(Gate):
 
     def check(self, kube: KubeApi) -> GateState:
         label = f"Deployment {self.namespace}/{self.name}"
-        return _deployment_state(kube.get("apps/v1", "Deployment", self.name, self.namespace), label)
+        return _deployment_state(kube, kube.get("apps/v1", "Deployment", self.name, self.namespace), label)
 
 
 @dataclass(frozen=True)
@@ -112,11 +137,11 @@ class ProxyAvailable(Gate):
     def check(self, kube: KubeApi) -> GateState:
         if self.name is not None:
             deployment = kube.get("apps/v1", "Deployment", self.name, self.namespace)
-            return _deployment_state(deployment, f"proxy Deployment {self.namespace}/{self.name}")
+            return _deployment_state(kube, deployment, f"proxy Deployment {self.namespace}/{self.name}")
         found = kube.list_objects("apps/v1", "Deployment", self.namespace, self.label_selector)
         if not found:
             return GateState(False, f"no proxy Deployment matching {self.label_selector} in {self.namespace}")
-        return _deployment_state(found[0], f"proxy Deployment {self.namespace}/{found[0]['metadata']['name']}")
+        return _deployment_state(kube, found[0], f"proxy Deployment {self.namespace}/{found[0]['metadata']['name']}")
 
 
 @dataclass(frozen=True)
@@ -134,6 +159,11 @@ class GatewayClassAccepted(Gate):
         return GateState(is_true(accepted), describe_condition(accepted, "Accepted"))
 
 
+# Condition reasons (Gateway API, GatewayConditionReason) a controller gives when it rejects a Gateway as
+# written: waiting does not change them. Pending, NoResources, AddressNotAssigned... can still clear.
+_GATEWAY_REJECTED = {"Invalid", "InvalidParameters", "UnsupportedAddress", "ListenersNotValid", "UnsupportedValue"}
+
+
 @dataclass(frozen=True)
 class GatewayProgrammed(Gate):
     namespace: str
@@ -148,11 +178,41 @@ class GatewayProgrammed(Gate):
             return GateState(False, f"Gateway {self.namespace}/{self.name} does not exist")
         programmed = condition(gateway, "Programmed")
         addresses = (gateway.get("status") or {}).get("addresses") or []
-        ok = is_true(programmed) and bool(addresses)
-        detail = describe_condition(programmed, "Programmed")
+        if is_true(programmed) and addresses:
+            return GateState(True, describe_condition(programmed, "Programmed"))
+        # Quote the controller: its reason and message, for the Gateway and for each listener.
+        said = [_quote(programmed, "Programmed"), _quote(condition(gateway, "Accepted"), "Accepted")]
+        for listener in (gateway.get("status") or {}).get("listeners") or []:
+            for item in listener.get("conditions") or []:
+                if item.get("status") == "False" or (item.get("type") == "Conflicted" and is_true(item)):
+                    said.append(f"listener {listener.get('name')}: " + _quote(item, str(item.get("type"))))
+        detail = "; ".join(part for part in said if part)
         if is_true(programmed) and not addresses:
             detail += "; no address assigned yet"
-        return GateState(ok, detail)
+        rejected = [
+            item
+            for item in (condition(gateway, "Accepted"), programmed)
+            if item is not None and item.get("status") == "False" and item.get("reason") in _GATEWAY_REJECTED
+        ]
+        fix = (
+            "the gateway controller rejects this Gateway as written: read its reason above and "
+            f"`kubectl describe gateway -n {self.namespace} {self.name}`"
+            if rejected
+            else ""
+        )
+        return GateState(False, detail or "no Programmed condition yet", failed=bool(rejected), fix=fix)
+
+
+def _quote(item: dict[str, Any] | None, kind: str) -> str:
+    """A condition as its controller wrote it: `Programmed=False (AddressNotAssigned): "message"`."""
+    if item is None:
+        return ""
+    text = f"{kind}={item.get('status')}"
+    if item.get("reason"):
+        text += f" ({item['reason']})"
+    if item.get("message"):
+        text += f': "{item["message"]}"'
+    return text
 
 
 def _parent_conditions_ok(parent: dict[str, Any]) -> tuple[bool, str]:

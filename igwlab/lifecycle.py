@@ -16,7 +16,7 @@ from igwlab.errors import CannotWriteError, IgwlabError, PrerequisiteError, Step
 from igwlab.labs import with_cluster_name
 from igwlab.mirror import Sources, resolve_sources
 from igwlab.plan import Plan, build_plan
-from igwlab.records import RunRecord, latest_run
+from igwlab.records import RunRecord, latest_run, private_file
 from igwlab.render import Rendered, render_lab, to_yaml
 from igwlab.runner import EventSink, RunResult, Worker
 from igwlab.selection import LabSelection, ResolvedLab, resolve_lab
@@ -121,6 +121,32 @@ def kube_reachable(env: Environment, context: str) -> bool:
     return context_problem(env, context) is None
 
 
+def check_prerequisites(
+    resolved: ResolvedLab, tools: ToolRunner, context: str | None, env: Environment | None = None
+) -> DoctorReport:
+    """`igwlab doctor`, as `up` runs it first: the machine, and the cluster the lab will use when it exists
+    (the context's, or the k3d cluster of the lab's name, whose kubeconfig is kept in the state directory)."""
+    env = env or Environment()
+    problem = context_problem(env, context) if context else None
+
+    def open_kube() -> KubeApi:
+        if context is not None:
+            return env.kube_factory(None, context)
+        name = resolved.lab.cluster.name
+        path = kubeconfig_path(name)
+        private_file(path, k3d.kubeconfig(tools, name))
+        return env.kube_factory(path, None)
+
+    return run_doctor(
+        resolved,
+        tools,
+        context=context,
+        kube_reachable=problem is None if context else None,
+        kube_problem=problem,
+        open_kube=open_kube,
+    )
+
+
 def up(
     options: UpOptions,
     env: Environment | None = None,
@@ -138,14 +164,7 @@ def up(
     record = None if options.dry_run else RunRecord.create("up", resolved.lab.name)
     tools = ToolRunner(recorder=record.command if record else None, env=env.tool_env)
 
-    problem = context_problem(env, options.context) if options.context else None
-    doctor = run_doctor(
-        resolved,
-        tools,
-        context=options.context,
-        kube_reachable=problem is None if options.context else None,
-        kube_problem=problem,
-    )
+    doctor = check_prerequisites(resolved, tools, options.context, env)
     if record is not None:
         record.write_json("plan.json", plan.as_dict())
         record.write_json("doctor.json", doctor.as_dict())
@@ -269,14 +288,14 @@ class CurrentLab:
 
     def kube(self, env: Environment) -> KubeApi:
         """The lab's cluster; failing to reach it is an igwlab error that says why (exit 3)."""
-        from igwlab.tools.kube import ExplainedKube, explained_call
+        from igwlab.tools.kube import explained, explained_call
 
         kubeconfig = self.data.get("kubeconfig")
         where = f"context {self.context}" if self.context else f"the k3d cluster {self.data.get('cluster')}"
         api = explained_call(
             self.context, where, env.kube_factory, Path(kubeconfig) if kubeconfig else None, self.context
         )
-        return ExplainedKube(api, self.context, where)
+        return explained(api, self.context, where)
 
     def helm_target(self) -> list[str]:
         if self.context:
@@ -441,21 +460,19 @@ def _remove_lab_objects(
                     removed.append(obj.ref)
         elif step.kind == "helm":
             for summary in reversed(step.releases):
-                result = tools.run(
-                    [
-                        "helm",
-                        "uninstall",
-                        summary["release"],
-                        "--namespace",
-                        summary["namespace"],
-                        *current.helm_target(),
-                    ],
-                    timeout=300,
-                    check=False,
-                )
+                release, namespace = summary["release"], summary["namespace"]
+                target = ["--namespace", namespace, *current.helm_target()]
+                hooks = release_hooks(tools, release, target)
+                result = tools.run(["helm", "uninstall", release, *target], timeout=300, check=False)
                 if result.returncode == 0:
-                    say(f"uninstalled Helm release {summary['release']}")
-                    removed.append(f"helm release {summary['namespace']}/{summary['release']}")
+                    say(f"uninstalled Helm release {release}")
+                    removed.append(f"helm release {namespace}/{release}")
+                    for hook in hooks:
+                        # Helm keeps hook objects (e.g. a pre-install Job's ClusterRole) after uninstall.
+                        hook_namespace = (hook.get("metadata") or {}).get("namespace")
+                        if kube.delete(hook["apiVersion"], hook["kind"], hook["metadata"]["name"], hook_namespace):
+                            say(f"deleted {hook['kind']}/{hook['metadata']['name']} (a hook of {release})")
+                            removed.append(f"{hook['kind']}/{hook['metadata']['name']}")
         elif step.kind == "crds" and options.crds:
             for crd in step.crds:
                 if kube.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd):
@@ -497,6 +514,47 @@ def wait_namespaces_gone(kube: KubeApi, names: list[str], timeout_s: float, poll
             )
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 1.5, 2.0)
+
+
+def release_hooks(tools: ToolRunner, release: str, target: list[str]) -> list[dict[str, Any]]:
+    """The objects a release's hooks made (`helm get hooks`), which `helm uninstall` leaves behind when
+    the chart sets no hook-delete-policy; namespaced ones without a namespace get the release's."""
+    import yaml
+
+    result = tools.run(["helm", "get", "hooks", release, *target], timeout=60, check=False)
+    if result.returncode != 0:
+        return []
+    namespace = target[target.index("--namespace") + 1]
+    hooks = []
+    try:
+        documents = [d for d in yaml.safe_load_all(result.stdout) if isinstance(d, dict)]
+    except yaml.YAMLError:
+        return []
+    for document in documents:
+        metadata = document.get("metadata")
+        if not isinstance(metadata, dict) or not document.get("kind") or not document.get("apiVersion"):
+            continue
+        if document["kind"] not in CLUSTER_SCOPED_KINDS:
+            metadata.setdefault("namespace", namespace)
+        hooks.append(document)
+    return hooks
+
+
+# Kinds charts' hooks make that have no namespace (the rest get the release's namespace when unset).
+CLUSTER_SCOPED_KINDS = frozenset(
+    {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "Namespace",
+        "PriorityClass",
+        "StorageClass",
+    }
+)
 
 
 def _remove_release_namespaces(

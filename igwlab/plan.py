@@ -118,7 +118,9 @@ def build_plan(rendered: Rendered, context: str | None = None, sources: Sources 
             else f"use the existing cluster of context {context!r}",
             depends_on=(),
             gates=(g.NodesReady(),),
-            command=tuple(create_cluster_argv(lab.cluster, lab.gateway.listeners)) if context is None else (),
+            command=tuple(create_cluster_argv(lab.cluster, lab.gateway.listeners, stack.kubernetes.k3s_image))
+            if context is None
+            else (),
         )
     )
     crd_steps: list[str] = []
@@ -129,7 +131,7 @@ def build_plan(rendered: Rendered, context: str | None = None, sources: Sources 
                 kind="crds",
                 title=f"install {bundle.title} CRDs (server-side apply)",
                 depends_on=("cluster",),
-                gates=(g.CrdsEstablished(bundle.crds),),
+                gates=(g.CrdsEstablished(bundle.crds, bundle.version_annotation, bundle.version),),
                 urls=(bundle.url,),
                 crds=bundle.crds,
                 artifacts=_origins(sources, "crds", bundle.url),

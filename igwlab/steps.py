@@ -215,6 +215,15 @@ class StepAction:
             pending = [(gate, state) for gate, state in zip(self.step.gates, states, strict=True) if not state.ok]
             if not pending:
                 return
+            certain = next(((gate, state) for gate, state in pending if state.failed), None)
+            if certain is not None:
+                gate, state = certain
+                raise IgwlabError(
+                    f"step {self.step.id}: {gate.describe()} cannot happen as things are",
+                    why=state.detail,
+                    fix=(state.fix + "; " if state.fix else "")
+                    + "then re-run `igwlab up`, which continues where it stopped (`igwlab diagnose` collects the rest)",
+                )
             if time.monotonic() >= deadline:
                 gate, state = pending[0]
                 raise StepTimeoutError(

@@ -301,8 +301,9 @@ def compatibility_page() -> str:
         "# Compatibility\n\n",
         "The stacks igwlab installs, from its catalog (`igwlab/catalog.yaml`). A combination not listed is "
         "refused with a message naming one that works.\n\n",
-        "| provider | version | GIE | API era | Gateway API | charts | GatewayClass | enable flag |\n",
-        "|---|---|---|---|---|---|---|---|\n",
+        "| provider | version | GIE | API era | Gateway API | Kubernetes (k3d image) | charts | GatewayClass "
+        "| enable flag |\n",
+        "|---|---|---|---|---|---|---|---|---|\n",
     ]
     for name, stack in catalog.all_stacks():
         gie = catalog.gie(stack)
@@ -314,13 +315,14 @@ def compatibility_page() -> str:
         ]
         out.append(
             f"| {name} | {stack.provider_version} | {stack.gie_version} | {gie.era} (`{gie.pool_api}`) | "
-            f"{stack.gateway_api.version} {stack.gateway_api.channel} | {charts} | "
+            f"{stack.gateway_api.version} {stack.gateway_api.channel} | "
+            f"{stack.kubernetes.describe()} (`{stack.kubernetes.k3s_image}`) | {charts} | "
             f"`{stack.gateway_class.name}` | {'<br>'.join(flags) or 'see values'} |\n"
         )
     out.append("\n## Sources and notes\n\n")
     for name, stack in catalog.all_stacks():
         out.append(f"### {name} ({stack.id})\n\n")
-        out += [f"- {source}\n" for source in stack.sources]
+        out += [f"- {source}\n" for source in [*stack.sources, *stack.kubernetes.sources]]
         out += [f"- Note: {note}\n" for note in stack.notes]
         out.append("\n")
     return "".join(out)

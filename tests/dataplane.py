@@ -42,7 +42,12 @@ import yaml
 UPSTREAM_CHARTS = Path(__file__).resolve().parents[2] / "shared" / "upstream" / "charts"
 STANDALONE_CHART = UPSTREAM_CHARTS / "standalone-v1.5.0.tgz"
 
-# EPP and BBR port flags, in the dialects of their versions (v1: --grpc-port; v0.x: -grpcPort).
+# EPP and BBR port flags, in the dialects of their versions (v1: --grpc-port; v0.x: -grpcPort), and the
+# ports the binaries listen on without them (pkg/epp/server and pkg/bbr/server options at v0.5.1 and v1.5.0).
+DEFAULT_PORTS = {
+    "epp": {"grpc": 9002, "health": 9003, "metrics": 9090},
+    "bbr": {"grpc": 9004, "health": 9005, "metrics": 9090},
+}
 PORT_FLAGS = {
     "grpc": ("--grpc-port", "-grpcPort"),
     "health": ("--grpc-health-port", "-grpcHealthPort"),
@@ -78,6 +83,7 @@ class Running:
     log: Path
     ports: dict[str, int] = field(default_factory=dict)
     address: str = "127.0.0.1"
+    kind: str = ""  # epp, bbr, sim (igwlab sim or the real simulator), envoy
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -175,13 +181,80 @@ def sim_argv(pod: dict[str, Any], container: dict[str, Any], address: str) -> tu
     return argv, port
 
 
+class Forwarder:
+    """TCP forwarding from a pod's address and declared port to the local port its process listens on."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="forwarder", daemon=True)
+        self._thread.start()
+        self._servers: dict[tuple[str, int], Any] = {}
+
+    def add(self, host: str, port: int, target: int | str) -> None:
+        """Forward `host:port` to local TCP port `target`, or to the Unix socket at path `target`."""
+        import asyncio
+
+        if (host, port) in self._servers:
+            self.remove_one(host, port)
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except OSError:
+                pass
+            finally:
+                writer.close()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                if isinstance(target, str):
+                    upstream_reader, upstream_writer = await asyncio.open_unix_connection(target)
+                else:
+                    upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", target)
+            except OSError:
+                writer.close()
+                return
+            await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+        async def start() -> Any:
+            return await asyncio.start_server(handle, host, port, reuse_address=True)
+
+        self._servers[(host, port)] = asyncio.run_coroutine_threadsafe(start(), self._loop).result(timeout=10)
+
+    def remove_one(self, host: str, port: int) -> None:
+        server = self._servers.pop((host, port), None)
+        if server is not None:
+            self._loop.call_soon_threadsafe(server.close)
+
+    def remove(self, host: str) -> None:
+        for key in [key for key in self._servers if key[0] == host]:
+            self.remove_one(*key)
+
+    def close(self) -> None:
+        for key in list(self._servers):
+            self.remove_one(*key)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+
 class DataPlane:
     """Runs the data-path pods of a lab's namespace as local processes, and Envoy for its Gateway.
 
     `address` is where Envoy listens (one listener per Gateway listener, on the listener's port);
     give the gateway stand-in the same address so `status.addresses` points here."""
 
-    def __init__(self, cluster: Any, namespaces: list[str], workdir: Path, address: str) -> None:
+    def __init__(
+        self, cluster: Any, namespaces: list[str], workdir: Path, address: str, *, real_sim: bool = False
+    ) -> None:
+        """`real_sim`: model-server pods of llm-d-inference-sim run the real simulator of their image tag
+        (built by testbin), each in a network namespace of its own (it listens on every address); else
+        `igwlab sim` on the pod IP."""
+        self.real_sim = real_sim
+        self.held: set[str] = set()  # kinds of pod ("epp", "bbr", "sim") stopped on purpose, not restarted
         from kubernetes import client, config
 
         self.cluster = cluster
@@ -200,6 +273,7 @@ class DataPlane:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.forwarder = Forwarder()
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -219,6 +293,7 @@ class DataPlane:
             if self.envoy is not None:
                 self.envoy.stop()
                 self.envoy = None
+        self.forwarder.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -227,7 +302,7 @@ class DataPlane:
             except Exception as error:  # the API server may be down on purpose; keep trying
                 where = traceback.extract_tb(error.__traceback__)[-3:]
                 calls = " < ".join(f"{frame.name}:{frame.lineno}" for frame in reversed(where))
-                message = f"{type(error).__name__} in {calls}: {str(error).splitlines()[0][:200]}"
+                message = f"{type(error).__name__} in {calls}: {(str(error).splitlines() or [''])[0][:200]}"
                 if not self.errors or self.errors[-1] != message:
                     self.errors.append(message)
             self._stop.wait(0.2)
@@ -250,9 +325,13 @@ class DataPlane:
                     live[meta["uid"]] = data
         with self._lock:
             for uid in [uid for uid in self.pods if uid not in live]:
-                self.pods.pop(uid).stop()
+                gone = self.pods.pop(uid)
+                gone.stop()
+                self.forwarder.remove(gone.address)
             for uid, pod in live.items():
                 if uid in self.pods and self.pods[uid].process.poll() is None:
+                    continue
+                if uid in self.pods and self.pods[uid].kind in self.held:
                     continue
                 if uid in self.pods:  # it exited: restart with a back-off, as the kubelet does
                     restarts, not_before = self._restarts.get(uid, (0, 0.0))
@@ -264,6 +343,19 @@ class DataPlane:
                     self.pods[uid] = started
             self._reconcile_envoy()
 
+    def hold(self, kind: str) -> None:
+        """Stop every process of this kind ("epp", "bbr", "sim") and keep it stopped, as a crashed
+        component whose pod the kubelet cannot restart."""
+        with self._lock:
+            self.held.add(kind)
+            for running in self.pods.values():
+                if running.kind == kind:
+                    running.stop()
+
+    def release(self, kind: str) -> None:
+        with self._lock:
+            self.held.discard(kind)
+
     def _start_pod(self, pod: dict[str, Any]) -> Running | None:
         for container in pod["spec"]["containers"]:
             image = container.get("image", "")
@@ -271,6 +363,8 @@ class DataPlane:
                 return self._start_extension(pod, container, "epp", image.rsplit(":", 1)[1])
             if "/gateway-api-inference-extension/bbr:" in image:
                 return self._start_extension(pod, container, "bbr", image.rsplit(":", 1)[1])
+            if "llm-d-inference-sim" in image and self.real_sim:
+                return self._start_real_sim(pod, container, image.rsplit(":", 1)[1])
             if "llm-d-inference-sim" in image or "vllm" in image:
                 return self._start_sim(pod, container)
         return None
@@ -285,7 +379,34 @@ class DataPlane:
         argv, port = sim_argv(pod, container, address)
         log = self._pod_dir(pod) / "sim.log"
         process = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-        running = Running(f"sim {pod['metadata']['name']} {address}:{port}", process, log, {"http": port}, address)
+        running = Running(
+            f"sim {pod['metadata']['name']} {address}:{port}", process, log, {"http": port}, address, "sim"
+        )
+        if not wait_port(address, port, 60, process):
+            self.errors.append(f"{running.what} did not listen:\n{running.tail()}")
+        return running
+
+    def _start_real_sim(self, pod: dict[str, Any], container: dict[str, Any], version: str) -> Running:
+        """The real llm-d-inference-sim with the pod's own arguments and environment, alone in a network
+        namespace (netns_relay.py), reached at the pod's IP and port through a Unix socket."""
+        args = [*container.get("command", [])[1:], *container.get("args", [])]
+        port = int(flag_value(args, "--port") or 8000)
+        folder = self._pod_dir(pod)
+        socket_path = folder / "sim.sock"
+        env = {**os.environ, **self._env(pod, container)}
+        relay = Path(__file__).resolve().parent / "netns_relay.py"
+        argv = ["unshare", "--net", "--", sys.executable, str(relay), str(socket_path), str(port), "--"]
+        argv += [str(testbin.binary("llm-d-inference-sim", version)), *args]
+        log = folder / "real-sim.log"
+        process = subprocess.Popen(argv, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        address = pod["status"]["podIP"]
+        running = Running(
+            f"real sim {version} {pod['metadata']['name']} {address}:{port}", process, log, {}, address, "sim"
+        )
+        deadline = time.monotonic() + 60
+        while not socket_path.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.forwarder.add(address, port, str(socket_path))
         if not wait_port(address, port, 60, process):
             self.errors.append(f"{running.what} did not listen:\n{running.tail()}")
         return running
@@ -302,15 +423,22 @@ class DataPlane:
                 (target / name).write_text(text)
             args = [arg.replace(mount.rstrip("/"), str(target)) for arg in args]
         ports = {"grpc": free_port(), "health": free_port(), "metrics": free_port()}
+        declared = {
+            key: int(flag_value(args, *PORT_FLAGS[key]) or default) for key, default in DEFAULT_PORTS[kind].items()
+        }
         style = 0 if any(a.startswith("--") for a in args) else 1
         for key, port in ports.items():
             args = set_flag(args, PORT_FLAGS[key], str(port), PORT_FLAGS[key][style])
+        # The pod's own address answers on the ports it declares, as in a pod network: the metrics port for
+        # readers through the pod IP, the gRPC port for anyone dialling the pod.
+        for key, port in declared.items():
+            self.forwarder.add(pod["status"]["podIP"], port, ports[key])
         env = {**os.environ, **self._env(pod, container), "KUBECONFIG": str(self._kubeconfig_for(pod, folder))}
         binary = testbin.binary(kind, version)
         log = folder / f"{kind}.log"
         process = subprocess.Popen([str(binary), *args], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
         (folder / "argv").write_text(shlex.join([str(binary), *args]) + "\n")
-        running = Running(f"{kind} {version} {meta['name']}", process, log, ports)
+        running = Running(f"{kind} {version} {meta['name']}", process, log, ports, pod["status"]["podIP"], kind)
         if not wait_port("127.0.0.1", ports["grpc"], 60, process):
             self.errors.append(f"{running.what} did not listen on its gRPC port:\n{running.tail()}")
         return running
@@ -389,7 +517,7 @@ class DataPlane:
         epps = self._epp_ports(pools)
         if epps is None:
             return
-        bbr = next((r for r in self.pods.values() if r.what.startswith("bbr ")), None)
+        bbr = next((r for r in self.pods.values() if r.kind == "bbr"), None)
         config = envoy_config(
             self.address, gateway, routes, epps, bbr.ports["grpc"] if bbr else None, self._envoy_ports
         )
@@ -455,7 +583,7 @@ class DataPlane:
                 (
                     r
                     for r in self.pods.values()
-                    if r.what.startswith("epp ") and r.process.poll() is None and _epp_pool(r) == (namespace, pool)
+                    if r.kind == "epp" and r.process.poll() is None and _epp_pool(r) == (namespace, pool)
                 ),
                 None,
             )

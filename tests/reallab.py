@@ -71,6 +71,7 @@ class RealLab:
         nodes: int = 2,
         data_path: bool = True,
         hold: frozenset[str] = frozenset(),
+        real_sim: bool = False,
     ) -> Iterator[RealLab]:
         """A fresh kwok cluster; the gateway stand-in and (with `data_path`) the real data path start
         with the first `igwlab up`, once the lab is known."""
@@ -87,6 +88,7 @@ class RealLab:
         env.pop("IGWLAB_MIRROR", None)
         lab = cls(cluster, workdir, mirror, env, cluster.address(1), hold=hold)
         lab._data_path = data_path
+        lab._real_sim = real_sim
         try:
             yield lab
         finally:
@@ -94,6 +96,7 @@ class RealLab:
             cluster.delete()
 
     _data_path: bool = True
+    _real_sim: bool = False
 
     def run(self, *args: str, timeout_s: float = 900, env: dict[str, str] | None = None) -> Result:
         argv = [sys.executable, "-m", "igwlab", *args]
@@ -120,7 +123,9 @@ class RealLab:
             resolved, str(self.cluster.kubeconfig), self.cluster.context, address=self.address, hold=self.hold
         ).start()
         if self._data_path:
-            self.dataplane = DataPlane(self.cluster, self.namespaces, self.workdir / "dataplane", self.address).start()
+            self.dataplane = DataPlane(
+                self.cluster, self.namespaces, self.workdir / "dataplane", self.address, real_sim=self._real_sim
+            ).start()
 
     def stop(self) -> None:
         if self.dataplane is not None:

@@ -96,7 +96,7 @@ class GatewayStandIn:
             except Exception as error:  # the API server may be down on purpose; keep trying
                 where = traceback.extract_tb(error.__traceback__)[-3:]
                 calls = " < ".join(f"{frame.name}:{frame.lineno}" for frame in reversed(where))
-                message = f"{type(error).__name__} in {calls}: {str(error).splitlines()[0][:200]}"
+                message = f"{type(error).__name__} in {calls}: {(str(error).splitlines() or [''])[0][:200]}"
                 if not self.errors or self.errors[-1] != message:
                     self.errors.append(message)
             self._stop.wait(self.interval_s)

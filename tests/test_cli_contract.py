@@ -276,7 +276,10 @@ def test_doctor_shows_every_check_and_why_one_was_skipped(
     tools.configure(docker_info=None)
     result = invoke(cli, "doctor", "--json")
     findings = {f["name"]: f for f in envelope(result, "doctor")["data"]["findings"]}
-    assert set(findings) == {"k3d", "helm", "kubectl", "docker", "resources", "architecture", "cluster", "ports"}
+    assert set(findings) == {
+        *("k3d", "k3s-image", "helm", "kubectl", "docker", "resources", "architecture", "cluster", "ports"),
+        *("kubernetes", "gateway-api-crds", "inference-crds"),
+    }
     assert findings["resources"]["status"] == "skip" and "Docker" in findings["resources"]["detail"]
 
 

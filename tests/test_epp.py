@@ -165,3 +165,20 @@ def test_the_real_epp_starts_with_igwlabs_arguments_and_config(lab: str, tmp_pat
     args, files, _ = _epp_pods(rendered, tmp_path)[0]
     output = _start_real_epp(version, args, files, kwok.kubeconfig, tmp_path)
     assert "panic" not in output and "Controller manager starting" in output, output[-3000:]
+
+
+def _flags_of(binary: Path) -> set[str]:
+    result = subprocess.run([str(binary), "--help"], capture_output=True, text=True, timeout=60, check=False)
+    return set(re.findall(r"^\s+(?:-\w, )?(--?[A-Za-z][\w-]*)", result.stdout + result.stderr, re.MULTILINE))
+
+
+def test_every_body_based_router_flag_exists_in_the_real_binary(tmp_path: Path) -> None:
+    rendered = render(lab="multi-model")
+    bbr = rendered.releases_for("bbr")[0]
+    args = [str(a) for a in container(template(bbr, tmp_path), "body-based-router", "bbr")["args"]]
+    try:
+        known = _flags_of(testbin.binary("bbr", rendered.resolved.stack.gie_version))
+    except testbin.BuildError as error:
+        pytest.skip(f"the real BBR cannot be built: {error}")
+    flags = {a.split("=", 1)[0] for a in args if a.startswith("--")}
+    assert flags and flags <= known, flags - known

@@ -75,7 +75,7 @@ def test_doctor_json_is_well_formed_and_exit_code_follows_failures(
 def test_doctor_flags_old_tools(cli: CliRunner, fakes: FakeTools) -> None:
     fakes.configure(k3d_version="v5.4.6")
     findings = {f["name"]: f for f in json_data(invoke(cli, "doctor", "--json"))["findings"]}
-    assert findings["k3d"]["status"] == "fail" and "older than v5.6.0" in findings["k3d"]["detail"]
+    assert findings["k3d"]["status"] == "fail" and "older than v5.7.4" in findings["k3d"]["detail"]
 
 
 def test_status_without_a_lab_says_so(cli: CliRunner, fakes: FakeTools) -> None:

@@ -96,6 +96,20 @@ def test_no_rewrite_is_explained(cli: CliRunner) -> None:
     assert checks["completion"]["status"] == "pass"
 
 
+def test_answers_naming_the_requested_model_on_a_v1_stack_are_inconclusive_without_the_cluster(
+    cli: CliRunner,
+) -> None:
+    """The GIE v1.x endpoint picker writes the requested name back into answers, so answers alone cannot
+    show a split there: verify says so and where it can count instead, rather than failing a working lab."""
+    with running_sim(SimConfig(port=0, loras=LORAS, pod_name="only")) as sim:
+        _, report = run_verify(cli, sim.url, "--requests", "20", lab="agentgateway-fake-llm")
+    split = by_name(report)["traffic-split"]
+    assert split["status"] == "warn", split
+    assert "writes it back" in split["detail"] and "no lab is recorded as up" in split["detail"]
+    assert "Run verify where `igwlab up` ran" in split["hint"]
+    assert "inference_objective_request_total" in split["hint"]
+
+
 def test_one_pod_only_fails_endpoint_spread(cli: CliRunner) -> None:
     with gateway(pick="first") as url:
         code, report = run_verify(cli, url)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from igwlab.verify import stats
@@ -43,3 +45,27 @@ def test_every_failure_gets_a_hint_naming_the_likely_cause(observation: Observat
 def test_outcomes_are_summarized_most_common_first() -> None:
     seen = [Observation(status=503)] * 3 + [Observation(status=200)]
     assert summarize_outcomes(seen) == "3x 503, 1x 200"
+
+
+def test_the_split_is_read_from_the_endpoint_pickers_counter() -> None:
+    """Prometheus text as the GIE v1.5.0 EPP serves it (inference_objective_request_total with model_name,
+    target_model_name and priority): the samples of one requested model, summed by target."""
+    from igwlab.verify.evidence import SplitCounts, parse_split
+
+    metric = "inference_objective_request_total"
+    text = "\n".join(
+        [
+            f"# HELP {metric} [ALPHA] Counter of inference objective requests.",
+            f"# TYPE {metric} counter",
+            f'{metric}{{model_name="fake-llm",priority="2",target_model_name="fake-llm-lora-a"}} 71',
+            f'{metric}{{model_name="fake-llm",priority="0",target_model_name="fake-llm-lora-a"}} 3',
+            f'{metric}{{model_name="fake-llm",priority="2",target_model_name="fake-llm-lora-b"}} 29',
+            f'{metric}{{model_name="other",priority="0",target_model_name="other"}} 500',
+        ]
+    )
+    counts = parse_split(text, "inference_objective_request_total", "fake-llm")
+    assert counts == {"fake-llm-lora-a": 74, "fake-llm-lora-b": 29}
+    before = SplitCounts(by_target=parse_split(text, "inference_objective_request_total", "fake-llm"), pods=1)
+    after = SplitCounts(by_target=counts + Counter({"fake-llm-lora-b": 10}), pods=1)
+    assert after.since(before) == {"fake-llm-lora-b": 10}
+    assert parse_split(text, "inference_model_request_total", "fake-llm") == {}, "v0.x names its counter apart"

@@ -127,6 +127,12 @@ def up(
         stdout().print("dry run: every step was walked through and nothing was changed.")
     elif not json_output:
         print_summary(result.plan, result.run)
+    if result.doctor is not None and not json_output:
+        from rich.text import Text
+
+        for finding in result.doctor.findings:
+            if finding.status == "warn":  # e.g. CRDs upgraded, a Kubernetes newer than tested
+                stderr().print(Text(f"note: {finding.name}: {finding.detail}"))
     if result.run.interrupted:
         from igwlab.errors import Interrupted
 
@@ -237,20 +243,12 @@ def doctor(
     """Check this machine can run the lab: Docker, k3d, helm, kubectl and their versions, CPUs and
     memory for the workload, CPU architecture, free host ports, an existing cluster. Exit 3 when
     something is missing."""
-    from igwlab.doctor import run_doctor
-    from igwlab.lifecycle import Environment, context_problem
+    from igwlab.lifecycle import check_prerequisites
     from igwlab.selection import resolve_lab
     from igwlab.tools.proc import ToolRunner
 
     resolved = resolve_lab(lab_selection(lab, provider, workload, gie_version, with_addons))
-    problem = context_problem(Environment(), context) if context else None
-    report = run_doctor(
-        resolved,
-        ToolRunner(),
-        context=context,
-        kube_reachable=problem is None if context else None,
-        kube_problem=problem,
-    )
+    report = check_prerequisites(resolved, ToolRunner(), context)
     if not report.ok:
         from igwlab.lifecycle import prerequisites_error
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from igwlab.crds import crd_sets
 from igwlab.errors import InvalidLabError
 from igwlab.labs import Backend, Lab
 from igwlab.render.addons import addon_releases, litellm_config
@@ -114,31 +115,20 @@ def route_rules(lab: Lab) -> list[dict[str, Any]]:
 
 
 def crd_bundles(resolved: ResolvedLab) -> list[CrdBundle]:
-    """The Gateway API bundle (unless the provider's chart brings it) and the GIE bundle."""
-    stack, gie = resolved.stack, resolved.gie
-    bundles: list[CrdBundle] = []
-    if stack.gateway_api.installed_by == "igwlab":
-        release = resolved.gateway_api
-        url = release.standard_url if stack.gateway_api.channel == "standard" else release.experimental_url
-        bundles.append(
-            CrdBundle(
-                step="gateway-api-crds",
-                title=f"Gateway API {stack.gateway_api.version} ({stack.gateway_api.channel})",
-                version=stack.gateway_api.version,
-                url=url,
-                crds=tuple(resolved.catalog.gateway_api_standard_crds),
-            )
-        )
-    bundles.append(
+    """The CRD bundles igwlab applies: the Gateway API one (unless the provider's chart brings it) and GIE's."""
+    steps = {True: "gateway-api-crds", False: "inference-crds"}
+    return [
         CrdBundle(
-            step="inference-crds",
-            title=f"Gateway API Inference Extension {stack.gie_version}",
-            version=stack.gie_version,
-            url=gie.crds_url,
-            crds=tuple(gie.crds),
+            step=steps[crd_set.gateway_api],
+            title=crd_set.title,
+            version=crd_set.version,
+            url=crd_set.url,
+            crds=crd_set.names,
+            version_annotation=crd_set.version_annotation,
         )
-    )
-    return bundles
+        for crd_set in crd_sets(resolved)
+        if crd_set.installed_by == "igwlab"
+    ]
 
 
 def render_lab(resolved: ResolvedLab) -> Rendered:

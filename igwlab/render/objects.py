@@ -76,6 +76,8 @@ class CrdBundle:
     version: str
     url: str
     crds: tuple[str, ...]
+    # The annotation whose value is `version` on each CRD of the bundle (None: the bundle has none).
+    version_annotation: str | None = None
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,9 @@ class FakeApiServer:
         )
         parts = [p for p in request.path.split("/") if p]
         if parts == ["version"]:
-            return web.json_response({"major": "1", "minor": "31", "gitVersion": "v1.31.5+k3s1"})
+            git_version = self.cluster.server_version()
+            major, minor = git_version.lstrip("v").split(".")[:2]
+            return web.json_response({"major": major, "minor": minor, "gitVersion": git_version})
         if parts == ["api"]:
             return web.json_response({"kind": "APIVersions", "versions": ["v1"]})
         if parts == ["apis"]:

@@ -15,8 +15,25 @@ from igwlab.catalog import Stack, load_catalog
 from igwlab.testing.faketools import FakeTools
 from igwlab.tools.kube import Manifest
 
-BUILTIN_GROUPS = {"", "apps", "rbac.authorization.k8s.io", "apiextensions.k8s.io", "batch", "policy"}
-CLUSTER_SCOPED = {"Namespace", "Node", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "GatewayClass"}
+BUILTIN_GROUPS = {
+    "",
+    "apps",
+    "rbac.authorization.k8s.io",
+    "apiextensions.k8s.io",
+    "admissionregistration.k8s.io",
+    "batch",
+    "policy",
+}
+CLUSTER_SCOPED = {
+    "Namespace",
+    "Node",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "GatewayClass",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}
 Key = tuple[str, str, str, str]  # group, kind, namespace, name
 
 
@@ -33,7 +50,7 @@ def _plural(kind: str) -> str:
     return lower + ("es" if lower.endswith("s") else "s")
 
 
-def crd_manifest(name: str) -> Manifest:
+def crd_manifest(name: str, annotations: dict[str, str] | None = None, served: str = "v1") -> Manifest:
     plural, group = name.split(".", 1)
     kind = {
         "gatewayclasses": "GatewayClass",
@@ -47,19 +64,19 @@ def crd_manifest(name: str) -> Manifest:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "annotations": dict(annotations or {})},
         "spec": {
             "group": group,
             "names": {"plural": plural, "kind": kind},
             "scope": "Namespaced",
-            "versions": [{"name": "v1", "served": True, "storage": True}],
+            "versions": [{"name": served, "served": True, "storage": True}],
         },
     }
 
 
-def crd_bundle_text(names: tuple[str, ...]) -> str:
-    """What a CRD release URL would serve, for a fake `fetch`."""
-    return "".join(f"---\n{yaml.safe_dump(crd_manifest(name))}" for name in names)
+def crd_bundle_text(names: tuple[str, ...], annotations: dict[str, str] | None = None, served: str = "v1") -> str:
+    """What a CRD release URL would serve, for a fake `fetch`: each CRD with the bundle's annotations."""
+    return "".join(f"---\n{yaml.safe_dump(crd_manifest(name, annotations, served))}" for name in names)
 
 
 @dataclass
@@ -75,8 +92,13 @@ class FakeCluster:
     on_gateway_programmed: Callable[[], None] | None = None
     on_cluster_deleted: Callable[[], None] | None = None
     pod_endpoints: dict[str, str] = field(default_factory=dict)
+    kubernetes_version: str = ""  # what GET /version reports; the stack's k3s version when empty
+    pod_logs: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not self.kubernetes_version:
+            image = load_catalog().k3s_images[self.stack.kubernetes.k3s_image]
+            self.kubernetes_version = f"{image.kubernetes}+k3s1"
         self._objects: dict[Key, Manifest] = {}
         self._born: dict[Key, float] = {}
         self._from_release: dict[str, list[Key]] = {}
@@ -143,8 +165,15 @@ class FakeCluster:
     def events(self, namespace: str) -> list[Manifest]:
         return [{"type": "Normal", "reason": "Scheduled", "message": f"fake event in {namespace}"}]
 
-    def logs(self, namespace: str, pod: str, tail_lines: int = 200) -> str:
-        return f"fake log of {namespace}/{pod}\n"
+    def logs(
+        self, namespace: str, pod: str, tail_lines: int = 200, container: str | None = None, previous: bool = False
+    ) -> str:
+        """`pod_logs` (pod name -> text) where a test set one, else a line naming the pod."""
+        text = self.pod_logs.get(pod, f"fake log of {namespace}/{pod}\n")
+        return "\n".join(text.splitlines()[-tail_lines:]) + "\n"
+
+    def server_version(self) -> str:
+        return self.kubernetes_version
 
     def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
         """Answered by `pod_endpoints` (pod name -> a local URL standing in for that pod)."""

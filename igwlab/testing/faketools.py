@@ -121,13 +121,36 @@ elif TOOL == "k3d":
     if argv[:1] == ["version"]:
         print("k3d version " + config.get("k3d_version", "v5.7.4") + "\nk3s version v1.31.5-k3s1 (default)")
     elif argv[:2] == ["cluster", "list"]:
-        print(json.dumps([{{"name": name, "serversRunning": 1, "serversCount": 1}} for name in clusters]))
+        # As k3d prints it: nodes with their role, image (Docker's image ID) and port bindings.
+        specs = load("k3d-specs.json", {{}})
+        def nodes(name):
+            spec = specs.get(name, {{}})
+            ports = {{"6443/tcp": [{{"HostIp": "0.0.0.0", "HostPort": spec.get("api_port", "6550")}}]}}
+            for container, host in spec.get("ports", {{}}).items():
+                ports[container] = [{{"HostIp": "0.0.0.0", "HostPort": host}}]
+            import hashlib
+            image_id = "sha256:" + hashlib.sha256(spec.get("image", "").encode()).hexdigest()
+            return [
+                {{"name": f"k3d-{{name}}-server-0", "role": "server", "image": image_id, "portMappings": {{}}}},
+                {{"name": f"k3d-{{name}}-serverlb", "role": "loadbalancer", "image": "sha256:0f1b2c3d4e5f",
+                  "portMappings": ports}},
+            ]
+        print(json.dumps([{{"name": name, "serversRunning": 1, "serversCount": 1, "nodes": nodes(name)}}
+                          for name in clusters]))
     elif argv[:2] == ["cluster", "create"]:
         name = argv[2]
         if name in clusters:
             sys.stderr.write(f"FATA[0000] Failed to create cluster '{{name}}' because a cluster with that "
                              "name already exists\n")
             sys.exit(1)
+        specs = load("k3d-specs.json", {{}})
+        mapped = {{}}
+        for index, arg in enumerate(argv):
+            if arg in ("--port", "-p"):
+                host, rest = argv[index + 1].split(":", 1)
+                mapped[rest.split("@")[0] + "/tcp"] = host
+        specs[name] = {{"image": flag("--image", ""), "api_port": flag("--api-port", "6550"), "ports": mapped}}
+        save("k3d-specs.json", specs)
         save("k3d.json", clusters + [name])
         print(f"INFO[0012] Cluster '{{name}}' created successfully!")
     elif argv[:2] == ["cluster", "delete"]:

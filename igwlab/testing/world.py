@@ -72,7 +72,14 @@ def lab_world(
     port = free_port()
     lab_file = write_lab(root, preset, port, context)
     resolved, rendered, _ = prepare(LabSelection(lab=str(lab_file)), None, "ctx" if context else None)
-    bundles = {bundle.url: crd_bundle_text(bundle.crds) for bundle in rendered.crd_bundles}
+    bundles = {
+        bundle.url: crd_bundle_text(
+            bundle.crds,
+            {bundle.version_annotation: bundle.version} if bundle.version_annotation else None,
+            served=(resolved.gie.crd_served_version or "v1") if bundle.step == "inference-crds" else "v1",
+        )
+        for bundle in rendered.crd_bundles
+    }
     lab = resolved.lab
     loras = tuple(lora.name for lora in lab.workload.loras)
     proxy: list[RunningSim] = []

@@ -10,8 +10,9 @@ from igwlab.labs import ClusterSpec, Listener
 from igwlab.tools.proc import ToolRunner
 
 
-def create_cluster_argv(cluster: ClusterSpec, listeners: Sequence[Listener]) -> list[str]:
-    """`k3d cluster create` for a lab: one server, traefik off, each listener mapped to a host port.
+def create_cluster_argv(cluster: ClusterSpec, listeners: Sequence[Listener], image: str) -> list[str]:
+    """`k3d cluster create` for a lab: the stack's k3s image (so its Kubernetes version, not k3d's default),
+    one server, traefik off, each listener mapped to a host port.
 
     Traefik would take ports 80/443 on k3s's service load balancer, and the Gateway's own
     LoadBalancer Service would then stay pending (never Programmed). The user's kubeconfig is
@@ -22,6 +23,8 @@ def create_cluster_argv(cluster: ClusterSpec, listeners: Sequence[Listener]) -> 
         "cluster",
         "create",
         cluster.name,
+        "--image",
+        image,
         "--servers",
         "1",
         "--agents",
@@ -53,3 +56,20 @@ def kubeconfig(tools: ToolRunner, name: str) -> str:
 
 def delete_cluster(tools: ToolRunner, name: str, timeout: float) -> None:
     tools.run(["k3d", "cluster", "delete", name], timeout=timeout)
+
+
+def host_ports(cluster: dict[str, Any]) -> dict[int, list[int]]:
+    """Container port -> host ports a k3d cluster maps (`k3d cluster list -o json`: every node's
+    `portMappings`, Docker's port bindings, e.g. {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]};
+    `--port H:C@loadbalancer` lands on the loadbalancer node)."""
+    found: dict[int, list[int]] = {}
+    for node in cluster.get("nodes") or []:
+        for container, bindings in (node.get("portMappings") or {}).items():
+            port = str(container).split("/", 1)[0]
+            if not port.isdigit():
+                continue
+            for binding in bindings or []:
+                host = str((binding or {}).get("HostPort") or "")
+                if host.isdigit():
+                    found.setdefault(int(port), []).append(int(host))
+    return found

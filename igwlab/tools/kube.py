@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from igwlab.errors import IgwlabError, PrerequisiteError
 from igwlab.state import state_dir
@@ -35,10 +35,18 @@ class KubeApi(Protocol):
 
     def events(self, namespace: str) -> list[Manifest]: ...
 
-    def logs(self, namespace: str, pod: str, tail_lines: int = 200) -> str: ...
+    def logs(
+        self, namespace: str, pod: str, tail_lines: int = 200, container: str | None = None, previous: bool = False
+    ) -> str:
+        """The pod's log (one container's; `previous`: of its last terminated run)."""
+        ...
 
     def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
         """GET http://POD:PORT/PATH through the API server's pod proxy."""
+        ...
+
+    def server_version(self) -> str:
+        """The API server's gitVersion (`GET /version`), e.g. `v1.33.4+k3s1`."""
         ...
 
 
@@ -122,39 +130,28 @@ def explained_call(context: str | None, where: str | None, method: Any, *args: A
 
 class ExplainedKube:
     """A KubeApi whose failures to reach the cluster are igwlab errors that say why (no context, no DNS,
-    refused, credentials); answers about objects pass through unchanged."""
+    refused, credentials); answers about objects pass through unchanged. Every method of the wrapped
+    KubeApi is wrapped, so methods added to the protocol later are covered too (`explained()` types it)."""
 
     def __init__(self, api: KubeApi, context: str | None, where: str | None = None) -> None:
         self._api = api
         self._context = context
         self._where = where
 
-    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        return explained_call(self._context, self._where, method, *args, **kwargs)
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._api, name)
+        if not callable(attribute):
+            return attribute
 
-    def apply(self, manifest: Manifest) -> Manifest:
-        return dict(self._call(self._api.apply, manifest))
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return explained_call(self._context, self._where, attribute, *args, **kwargs)
 
-    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Manifest | None:
-        found = self._call(self._api.get, api_version, kind, name, namespace)
-        return None if found is None else dict(found)
+        return call
 
-    def list_objects(
-        self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
-    ) -> list[Manifest]:
-        return list(self._call(self._api.list_objects, api_version, kind, namespace, label_selector))
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
-        return bool(self._call(self._api.delete, api_version, kind, name, namespace))
-
-    def events(self, namespace: str) -> list[Manifest]:
-        return list(self._call(self._api.events, namespace))
-
-    def logs(self, namespace: str, pod: str, tail_lines: int = 200) -> str:
-        return str(self._call(self._api.logs, namespace, pod, tail_lines))
-
-    def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
-        return str(self._call(self._api.pod_proxy_get, namespace, pod, port, path))
+def explained(api: KubeApi, context: str | None, where: str | None = None) -> KubeApi:
+    """`api` behind ExplainedKube, as the KubeApi it stands for."""
+    return cast(KubeApi, ExplainedKube(api, context, where))
 
 
 def _quoted_host(text: str) -> str:
@@ -213,7 +210,7 @@ class KubernetesApi:
         from kubernetes.client import ApiClient, CoreV1Api
         from kubernetes.dynamic import DynamicClient
 
-        # $KUBECONFIG read now, not when the client was first imported (it caches the default location).
+        # $KUBECONFIG as it is now: the client reads it only once, when it is first imported.
         config_file = kubeconfig or os.environ.get("KUBECONFIG") or None
         api_client: ApiClient = config.new_client_from_config(config_file=config_file, context=context)  # type: ignore[no-untyped-call]
         self._dynamic = DynamicClient(  # type: ignore[no-untyped-call]
@@ -277,8 +274,46 @@ class KubernetesApi:
         items = self._core.list_namespaced_event(namespace).items
         return [self._core.api_client.sanitize_for_serialization(item) for item in items]
 
-    def logs(self, namespace: str, pod: str, tail_lines: int = 200) -> str:
-        return str(self._core.read_namespaced_pod_log(pod, namespace, tail_lines=tail_lines, timestamps=True))
+    def logs(
+        self, namespace: str, pod: str, tail_lines: int = 200, container: str | None = None, previous: bool = False
+    ) -> str:
+        kwargs: dict[str, Any] = {"tail_lines": tail_lines, "timestamps": True, "previous": previous}
+        if container:
+            kwargs["container"] = container
+        return str(self._core.read_namespaced_pod_log(pod, namespace, **kwargs))
 
     def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
-        return str(self._core.connect_get_namespaced_pod_proxy_with_path(f"{pod}:{port}", namespace, path))
+        """GET through the API server's pod proxy; when the API server refuses to proxy (it will not
+        proxy to loopback or link-local pod IPs, and some clusters turn the pod proxy off), read the pod
+        IP directly if this machine reaches it (a flat pod network), else raise the proxy's error."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return str(self._core.connect_get_namespaced_pod_proxy_with_path(f"{pod}:{port}", namespace, path))
+        except ApiException:
+            direct = self._direct_pod_get(namespace, pod, port, path)
+            if direct is None:
+                raise
+            return direct
+
+    def _direct_pod_get(self, namespace: str, pod: str, port: int, path: str) -> str | None:
+        import httpx
+
+        try:
+            status = self._core.read_namespaced_pod(pod, namespace).status
+        except Exception:
+            return None
+        address = status.pod_ip if status is not None else None
+        if not address:
+            return None
+        host = f"[{address}]" if ":" in address else address
+        try:
+            response = httpx.get(f"http://{host}:{port}/{path.lstrip('/')}", timeout=3.0)
+        except httpx.HTTPError:
+            return None
+        return response.text if response.status_code == 200 else None
+
+    def server_version(self) -> str:
+        from kubernetes.client import VersionApi
+
+        return str(VersionApi(self._core.api_client).get_code().git_version)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from igwlab.errors import IgwlabError, PrerequisiteError, StepTimeoutError
 
 INSTALL_HINTS = {
-    "k3d": "install k3d v5.6+ (https://k3d.io), or use an existing cluster with --context",
+    "k3d": "install k3d v5.7.4+ (https://k3d.io), or use an existing cluster with --context",
     "helm": "install Helm v3.14+ (https://helm.sh/docs/intro/install/)",
     "kubectl": "install kubectl v1.28+ (https://kubernetes.io/docs/tasks/tools/)",
     "docker": "install Docker (or Podman with its Docker socket), or use an existing cluster with --context",

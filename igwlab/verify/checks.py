@@ -21,6 +21,7 @@ from igwlab.render import BASE_MODEL_HEADER
 from igwlab.tools.kube import KubeApi
 from igwlab.verify import stats
 from igwlab.verify.engine import Engine, Observation
+from igwlab.verify.evidence import EppRef, SplitCounts, read_split_async
 from igwlab.verify.hints import (
     first_failure,
     hint_for,
@@ -36,6 +37,12 @@ COMPLETIONS = "/v1/completions"
 CHAT = "/v1/chat/completions"
 CLUSTER_CHECKS = ("route-accepted", "pool-accepted", "epp-ready")
 EPP_HEADER = "x-went-into-resp-headers"
+BBR_BUFFERS_HINT = (
+    "This lab's body-based router holds the response: BBR v1.5.0 collects each response body until it ends "
+    "before passing it on, and its chart's Istio EnvoyFilter sends it response bodies (not configurable), "
+    "so streams through it arrive in one burst. Single-pool labs stream; here it is the price of routing "
+    "by the body at this GIE version."
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class ClusterAccess:
 
     kube: KubeApi
     gates: dict[str, list[Gate]]  # check name -> every gate it covers (one per pool for pools and EPPs)
+    epps: tuple[EppRef, ...] = ()  # every pool's endpoint picker, whose counters show a split
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,12 @@ class LabFacts:
 
     header_routing: bool = True
     failure_mode: FailureMode = "FailClose"
+    # Whether answers name the target model the EPP picked (GIE v0.x) or the name the client sent (v1.x
+    # writes it back), and the EPP counter that shows the split either way (catalog: split_metric).
+    answers_name_target: bool = True
+    split_metric: str | None = None
+    objective_header: str | None = None  # the header that selects an InferenceObjective (GIE v1.x)
+    bbr_buffers_responses: bool = False  # the lab's body-based router holds each response to its end
 
 
 @dataclass
@@ -69,6 +83,9 @@ class CheckContext:
     header_routing: bool = True
     # The InferencePool failure mode the gateway applies (the lab's, unless the stack ignores it).
     failure_mode: FailureMode = "FailClose"
+    answers_name_target: bool = True
+    split_metric: str | None = None
+    bbr_buffers_responses: bool = False
     max_tokens: int = 8
     reachable: bool = False
     seen: list[Observation] = field(default_factory=list)
@@ -271,7 +288,9 @@ async def streaming(ctx: CheckContext) -> CheckResult:
                 "warn",
                 f"all {observation.stream_chunks} chunks arrived within {spread * 1000:.0f} ms, after {ttft}, "
                 f"though the model takes {pacing * 1000:.0f} ms to write them: the stream was buffered",
-                "A proxy or the ext_proc filter holds the response until it is complete, so clients see no "
+                BBR_BUFFERS_HINT
+                if ctx.bbr_buffers_responses
+                else "A proxy or the ext_proc filter holds the response until it is complete, so clients see no "
                 "token until the last one. The gateway must pass the response body through as it comes "
                 "(ext_proc response body mode STREAMED or FULL_DUPLEX_STREAMED, no buffering filter or proxy "
                 "in between).",
@@ -283,12 +302,16 @@ async def streaming(ctx: CheckContext) -> CheckResult:
 
 
 async def traffic_split(ctx: CheckContext) -> CheckResult:
+    """Send --requests completions per split model name and test the targets' shares against the lab's
+    weights (chi-square). Which target served comes from the answers where they name it (GIE v0.x), else
+    from the endpoint picker's own counter (GIE v1.x writes the requested name back into answers)."""
     models = [model for model in ctx.lab.models if model.targets]
     if not models:
         return CheckResult("traffic-split", "skip", "the lab maps no model name to weighted targets")
     details: list[str] = []
     data: dict[str, Any] = {}
     for model in models:
+        before = await _split_counters(ctx, model.name)
         bodies = [_completion_body(ctx, model.name, _prompt(f"split {i}")) for i in range(ctx.requests)]
         observations = ctx.remember(await ctx.engine.post_many(COMPLETIONS, bodies))
         failed = first_failure(observations)
@@ -296,17 +319,25 @@ async def traffic_split(ctx: CheckContext) -> CheckResult:
             return CheckResult(
                 "traffic-split", "fail", f"{model.name}: {summarize_outcomes(observations)}", ctx.hint(failed)
             )
-        counts = Counter(o.model or "(no model field)" for o in observations)
         names = [target.name for target in model.targets]
         weights = [target.weight for target in model.targets]
+        answered = Counter(o.model or "(no model field)" for o in observations)
+        data[model.name] = {"answers": dict(answered), "weights": dict(zip(names, weights, strict=True))}
+        counts, source = answered, "answers"
+        if set(answered) == {model.name}:
+            verdict = await _split_from_counters(ctx, model.name, before, len(observations), data[model.name])
+            if isinstance(verdict, CheckResult):
+                return verdict
+            counts, source = verdict, f"the endpoint picker's {ctx.split_metric}"
+        data[model.name].update(observed=dict(counts), source=source)
         strays = {name: n for name, n in counts.items() if name not in names}
-        data[model.name] = {"observed": dict(counts), "weights": dict(zip(names, weights, strict=True))}
         if strays:
             if set(strays) == {model.name}:
                 return CheckResult(
                     "traffic-split",
                     "fail",
-                    f"{model.name}: all {strays[model.name]} answers name {model.name!r} itself, none a target",
+                    f"{model.name}: all {strays[model.name]} requests served as {model.name!r} itself, none as a "
+                    f"target (counted from {source})",
                     "No model rewrite happened: requests bypass the endpoint picker, or the InferenceModel "
                     f"(v1alpha2) / InferenceModelRewrite (v1) for {model.name!r} is missing. A single model "
                     "server with no gateway in front never splits. Check "
@@ -316,18 +347,19 @@ async def traffic_split(ctx: CheckContext) -> CheckResult:
             return CheckResult(
                 "traffic-split",
                 "fail",
-                f"{model.name}: unexpected models {dict(strays)}",
-                "Answers name models that are not this lab's targets: another route or rewrite matches first.",
+                f"{model.name}: unexpected models {dict(strays)} (counted from {source})",
+                "Requests went to models that are not this lab's targets: another route or rewrite matches first.",
                 data=data,
             )
         ctx.rewrite_observed = True
         observed = [counts.get(name, 0) for name in names]
+        total = sum(observed)
         test = stats.split_test(observed, weights)
         shares = ", ".join(
-            f"{name} {count / len(observations):.0%} (want {weight / sum(weights):.0%})"
+            f"{name} {count / total:.0%} (want {weight / sum(weights):.0%})"
             for name, count, weight in zip(names, observed, weights, strict=True)
         )
-        data[model.name].update(p_value=test.p_value, n=len(observations))
+        data[model.name].update(p_value=test.p_value, n=total)
         if not test.enough_data:
             return CheckResult(
                 "traffic-split",
@@ -340,7 +372,7 @@ async def traffic_split(ctx: CheckContext) -> CheckResult:
             return CheckResult(
                 "traffic-split",
                 "fail",
-                f"{model.name}: {shares}; chi-square p={test.p_value:.1e}",
+                f"{model.name}: {shares}; chi-square p={test.p_value:.1e} (counted from {source})",
                 "The observed split is not the configured one: check the weights the gateway has "
                 "(`kubectl get inferencemodel,inferencemodelrewrite -o yaml`) and that no second rewrite or route "
                 "also matches this model name.",
@@ -352,11 +384,63 @@ async def traffic_split(ctx: CheckContext) -> CheckResult:
                 "traffic-split",
                 "warn",
                 f"{model.name}: {shares}; off by {deviation:.0%} but p={test.p_value:.3f}: inconclusive",
-                f"Rerun with --requests {4 * len(observations)} to tell a wrong split from chance.",
+                f"Rerun with --requests {4 * total} to tell a wrong split from chance.",
                 data=data,
             )
-        details.append(f"{model.name}: {shares}; p={test.p_value:.2f}, n={len(observations)}")
+        counted = "" if source == "answers" else f", counted by {source}"
+        details.append(f"{model.name}: {shares}; p={test.p_value:.2f}, n={total}{counted}")
     return CheckResult("traffic-split", "pass", "; ".join(details), data=data)
+
+
+async def _split_counters(ctx: CheckContext, model: str) -> SplitCounts | None:
+    """The EPP counters for `model` now, where the lab's cluster and the stack's counter are known."""
+    if ctx.cluster is None or not ctx.cluster.epps or not ctx.split_metric:
+        return None
+    return await read_split_async(ctx.cluster.kube, list(ctx.cluster.epps), ctx.split_metric, model)
+
+
+async def _split_from_counters(
+    ctx: CheckContext, model: str, before: SplitCounts | None, sent: int, data: dict[str, Any]
+) -> Counter[str] | CheckResult:
+    """Every answer names `model` itself: on a stack whose EPP writes the requested name back (GIE v1.x)
+    that says nothing of the split, so count what the EPP routed during the batch instead."""
+    if ctx.answers_name_target:
+        return Counter({model: sent})  # answers would name the target: none was picked
+    why = "answers carry the name the client sent: this stack's endpoint picker writes it back into every answer"
+    after = await _split_counters(ctx, model)
+    if before is None or after is None:
+        reason = ctx.cluster_skip_reason if ctx.cluster is None else "the stack names no EPP counter"
+        return CheckResult(
+            "traffic-split",
+            "warn",
+            f"{model}: cannot tell the split: {why}, and its counters cannot be read ({reason})",
+            "Run verify where `igwlab up` ran: it then reads the endpoint picker's request counter "
+            f"({ctx.split_metric or 'inference_objective_request_total'}) through the cluster.",
+            data=data,
+        )
+    if not (before.readable and after.readable):
+        problems = "; ".join(dict.fromkeys(before.errors + after.errors)) or "no EPP pod answered"
+        return CheckResult(
+            "traffic-split",
+            "warn",
+            f"{model}: cannot tell the split: {why}, and its counters could not be read: {problems}",
+            "The EPP's /metrics must answer without a token (igwlab renders --metrics-endpoint-auth=false); "
+            "`igwlab status` shows whether the EPP is Available.",
+            data=data,
+        )
+    delta = after.since(before)
+    data["epp_counted"] = dict(delta)
+    if sum(delta.values()) < sent:
+        return CheckResult(
+            "traffic-split",
+            "fail",
+            f"{model}: the endpoint picker counted {sum(delta.values())} of {sent} requests",
+            "Requests that the EPP does not see bypass it: the route's backendRef must be the InferencePool "
+            "(not its Service), and the gateway must run the pool's ext_proc filter. `igwlab verify` epp-in-path "
+            "tells whether answers went through an EPP.",
+            data=data,
+        )
+    return delta
 
 
 async def endpoint_spread(ctx: CheckContext) -> CheckResult:

@@ -11,7 +11,7 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,8 +70,18 @@ class Observation:
 
 
 class Engine:
-    def __init__(self, base_url: str, *, concurrency: int = 10, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        concurrency: int = 10,
+        timeout_s: float = 60.0,
+        headers_for_model: Callable[[str], dict[str, str] | None] | None = None,
+    ) -> None:
+        """`headers_for_model(model)` adds headers to every request for that model (verify sends each lab
+        model's InferenceObjective header this way)."""
         self.base_url = base_url.rstrip("/")
+        self._headers_for_model = headers_for_model
         self.concurrency = max(1, concurrency)
         self.timeout_s = timeout_s
         self._client: httpx.AsyncClient | None = None
@@ -94,7 +104,14 @@ class Engine:
         assert self._client is not None, "use Engine as an async context manager"
         return self._client
 
+    def _headers(self, body: dict[str, Any], headers: dict[str, str] | None) -> dict[str, str] | None:
+        extra = self._headers_for_model(str(body.get("model"))) if self._headers_for_model else None
+        if not extra:
+            return headers
+        return {**extra, **(headers or {})}
+
     async def post(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Observation:
+        headers = self._headers(body, headers)
         async with self._slots:
             start = time.perf_counter()
             try:
@@ -117,6 +134,7 @@ class Engine:
 
     async def stream(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Observation:
         """POST with `stream: true` and read the server-sent events to `data: [DONE]`."""
+        headers = self._headers(body, headers)
         async with self._slots:
             start = time.perf_counter()
             observation = Observation(status=None)

@@ -18,6 +18,7 @@ from igwlab.state import current_lab_file, read_current_lab
 from igwlab.urls import check_url
 from igwlab.verify.checks import CheckContext, ClusterAccess, LabFacts, run_checks
 from igwlab.verify.engine import Engine
+from igwlab.verify.evidence import EppRef
 from igwlab.verify.report import Report
 
 
@@ -67,10 +68,11 @@ def cluster_access(lab: Lab, env: Environment) -> tuple[ClusterAccess | None, st
                 gates["route-accepted"].append(gate)
             elif isinstance(gate, g.PoolAccepted):
                 gates["pool-accepted"].append(gate)
-    for backend in current.resolved.lab.backends():
-        gates["epp-ready"].append(g.DeploymentAvailable(lab.namespace, f"{backend.pool.name}-epp"))
+    epps = tuple(EppRef(lab.namespace, f"{backend.pool.name}-epp") for backend in current.resolved.lab.backends())
+    for epp in epps:
+        gates["epp-ready"].append(g.DeploymentAvailable(epp.namespace, epp.deployment))
     try:
-        return ClusterAccess(current.kube(env), gates), ""
+        return ClusterAccess(current.kube(env), gates, epps), ""
     except Exception as error:  # no kubeconfig, no API server: the HTTP checks still run
         return None, f"cluster not reachable: {type(error).__name__}: {error}"
 
@@ -96,8 +98,22 @@ def verify(options: VerifyOptions, env: Environment | None = None) -> Report:
 def lab_facts(resolved: ResolvedLab) -> LabFacts:
     """What the checks need to know of the lab's stack to read what they see."""
     return LabFacts(
-        header_routing=resolved.stack.model_routing == "header", failure_mode=failure_mode_in_force(resolved)
+        header_routing=resolved.stack.model_routing == "header",
+        failure_mode=failure_mode_in_force(resolved),
+        answers_name_target=resolved.gie.answers_name_target,
+        split_metric=resolved.gie.split_metric,
+        objective_header=resolved.gie.objective_header,
+        bbr_buffers_responses=resolved.stack.model_routing == "body-based-routing"
+        and resolved.gie.bbr_buffers_responses,
     )
+
+
+def objective_headers(lab: Lab, header: str | None) -> dict[str, dict[str, str]]:
+    """Model name -> the header that selects its InferenceObjective, on stacks that select objectives by
+    header (GIE v1.x): without it the EPP gives verify's requests the default priority."""
+    if header is None:
+        return {}
+    return {model.name: {header: model.object_name} for backend in lab.backends() for model in backend.models}
 
 
 def _litellm_key_from(cluster: ClusterAccess | None, lab: Lab) -> str | None:
@@ -119,8 +135,14 @@ def _litellm_key_from(cluster: ClusterAccess | None, lab: Lab) -> str | None:
 async def _verify(
     lab: Lab, url: str, options: VerifyOptions, cluster: ClusterAccess | None, skip_reason: str, facts: LabFacts
 ) -> Report:
-    async with Engine(url, concurrency=options.concurrency, timeout_s=options.timeout_s) as engine:
+    objectives = objective_headers(lab, facts.objective_header)
+    async with Engine(
+        url, concurrency=options.concurrency, timeout_s=options.timeout_s, headers_for_model=objectives.get
+    ) as engine:
         ctx = CheckContext(
+            answers_name_target=facts.answers_name_target,
+            bbr_buffers_responses=facts.bbr_buffers_responses,
+            split_metric=facts.split_metric,
             litellm_url=options.litellm_url,
             litellm_key=options.litellm_key,
             header_routing=facts.header_routing,
