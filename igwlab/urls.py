@@ -62,3 +62,17 @@ def check_url(value: str, flag: str = "--url") -> str:
     except Exception as error:  # httpx's own checks; whatever it refuses, we refuse first
         raise refuse(f"is not a URL httpx can use ({error})") from None
     return text.rstrip("/")
+
+
+_UNRESOLVED = (
+    "Name or service not known",
+    "nodename nor servname",
+    "Temporary failure in name resolution",
+    "getaddrinfo failed",
+    "No address associated with hostname",
+)
+
+
+def unresolved(detail: str) -> bool:
+    """An error text (from httpx, aiohttp or the resolver) saying a host name did not resolve."""
+    return any(marker in detail for marker in _UNRESOLVED)

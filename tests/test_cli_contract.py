@@ -600,3 +600,14 @@ def test_applying_a_render_by_hand_in_the_readmes_order_works(cli: CliRunner, tm
         assert (out / release["values_file"]).is_file()
         if release["namespace"] == namespace["metadata"]["name"]:
             assert order.index("namespace") < order.index(steps_of[release["release"]])
+
+
+def test_a_host_that_does_not_resolve_is_named_as_such(cli: CliRunner) -> None:
+    """Not "nothing accepts connections": the name never became an address (.invalid never resolves, RFC 6761)."""
+    url = "http://no-such-host.invalid:8080"
+    verify = json_data(invoke(cli, "verify", "--lab", "kgateway-fake-llm", "--url", url, "--json"), "verify")
+    reachable = next(check for check in verify["checks"] if check["name"] == "gateway-reachable")
+    assert "does not resolve" in reachable["hint"] and "Nothing accepts connections" not in reachable["hint"]
+    load = invoke(cli, "load", "--lab", "kgateway-fake-llm", "--url", url, "--rps", "1", "--duration", "1s")
+    assert load.exit_code == ExitCode.FAILED and "no-such-host.invalid of" in load.stderr
+    assert "does not resolve" in load.stderr and "nothing answers" not in load.stderr

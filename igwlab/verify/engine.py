@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from igwlab.urls import unresolved
+
 WARMING_STATUSES = {502, 503, 504}
 DRAIN_S = 1.0
 
@@ -230,8 +232,7 @@ def _unresolved(error: BaseException) -> bool:
         if isinstance(seen, socket.gaierror):
             return True
         seen = seen.__cause__ or seen.__context__
-    text = str(error)
-    return "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo failed" in text
+    return unresolved(str(error))
 
 
 def _failed(error: httpx.HTTPError, elapsed: float) -> Observation:
