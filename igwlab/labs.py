@@ -165,6 +165,23 @@ class Target(_Strict):
     weight: int = Field(ge=1, le=1_000_000)
 
 
+class ObjectiveSpec(_Strict):
+    """An InferenceObjective requests pick by name in the `x-gateway-inference-objective` header, whatever
+    model they ask for (GIE v1.x): e.g. `sheddable` with a negative priority, which `igwlab load
+    --sheddable` sends and which the EPP sheds first when the pool is saturated."""
+
+    name: DnsLabel
+    priority: int = Field(ge=-1_000_000, le=1_000_000)
+
+    @property
+    def object_name(self) -> str:
+        return self.name
+
+    @property
+    def effective_priority(self) -> int:
+        return self.priority
+
+
 class ModelSpec(_Strict):
     """A model name clients send, and how the pool serves it."""
 
@@ -287,6 +304,8 @@ class Lab(_Strict):
     workload: WorkloadSpec
     pool: PoolSpec
     models: list[ModelSpec] = Field(min_length=1)
+    # More InferenceObjectives for the lab's pool, picked by header (e.g. a sheddable one for `load`).
+    objectives: list[ObjectiveSpec] = Field(default_factory=list)
     gateway: GatewaySpec = Field(default_factory=GatewaySpec)
     route: RouteSpec = Field(default_factory=RouteSpec)
     checks: list[CheckName] = Field(default_factory=list)
@@ -318,7 +337,7 @@ class Lab(_Strict):
                         )
         all_models = [model for backend in self.backends() for model in backend.models]
         names = [model.name for model in all_models]
-        objects = [model.object_name for model in all_models]
+        objects = [model.object_name for model in all_models] + [o.name for o in self.objectives]
         pools = [backend.pool.name for backend in self.backends()]
         workloads = [backend.workload.name for backend in self.backends()]
         for label, values in (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 import time
 from collections.abc import Callable
@@ -26,9 +27,16 @@ from igwlab.tools import k3d, portforward
 from igwlab.tools.kube import KubeApi, KubernetesApi
 from igwlab.tools.proc import ToolRunner
 
+_CLIENTS: dict[tuple[str | None, str | None, str | None], KubeApi] = {}
+
 
 def real_kube(kubeconfig: Path | None, context: str | None) -> KubeApi:
-    return KubernetesApi(str(kubeconfig) if kubeconfig else None, context)
+    """One client per kubeconfig, context and $KUBECONFIG for the whole command: doctor's checks and the
+    steps share its connection pool and API discovery instead of each paying for their own."""
+    key = (str(kubeconfig) if kubeconfig else None, context, os.environ.get("KUBECONFIG"))
+    if key not in _CLIENTS:
+        _CLIENTS[key] = KubernetesApi(key[0], context)
+    return _CLIENTS[key]
 
 
 def http_fetch(url: str) -> str:

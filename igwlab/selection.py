@@ -64,6 +64,15 @@ class ResolvedLab:
     def simulator(self) -> Simulator:
         return self.catalog.simulator(self.stack)
 
+    def objective_headers(self) -> dict[str, dict[str, str]]:
+        """Model name -> the header that selects its InferenceObjective, on stacks that select objectives
+        by header (GIE v1.x, `x-gateway-inference-objective`); empty elsewhere. Whatever igwlab sends for a
+        lab model (up's warm-up, verify) carries it, or the EPP gives the request the default priority."""
+        header = self.gie.objective_header
+        if header is None:
+            return {}
+        return {m.name: {header: m.object_name} for backend in self.lab.backends() for m in backend.models}
+
 
 def resolve_lab(selection: LabSelection, catalog: Catalog | None = None) -> ResolvedLab:
     """The lab, its stack and the overrides the flags made; refuses a lab that cannot work (exit 2).
@@ -201,6 +210,14 @@ def _check_era_support(resolved: ResolvedLab) -> None:
             f"GIE {resolved.stack.gie_version} cannot split model {lab.models[0].name!r} across targets",
             why="InferenceModelRewrite, which does model-name splits on v1 pools, arrived in GIE v1.2",
             fix="use GIE v1.5.0 (the catalog default) or remove the model targets",
+        )
+    if lab.objectives and gie.objective_header is None:
+        raise UnsupportedCombinationError(
+            f"lab {lab.name!r} defines objectives ({', '.join(o.name for o in lab.objectives)}), which GIE "
+            f"{resolved.stack.gie_version} cannot select",
+            why="requests pick an InferenceObjective by header from GIE v1.0; earlier InferenceModels set a "
+            "criticality per model name",
+            fix="drop --gie-version, or remove `objectives` from the lab (give a model criticality: Sheddable)",
         )
     if lab.pool.epp.scheduling is not None and gie.epp.config_dialect is None:
         raise UnsupportedCombinationError(

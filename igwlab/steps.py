@@ -424,12 +424,13 @@ class StepAction:
         url = self.ctx.gateway_url()
         lab = self.ctx.resolved.lab
         body = {"model": lab.models[0].name, "prompt": "igwlab warm-up", "max_tokens": 4}
+        headers = self.ctx.resolved.objective_headers().get(lab.models[0].name)
         deadline = time.monotonic() + self.ctx.timeout_s
         last = "no answer yet"
         while True:
             self._check_cancel()
             try:
-                response = httpx.post(f"{url}/v1/completions", json=body, timeout=30)
+                response = httpx.post(f"{url}/v1/completions", json=body, headers=headers, timeout=30)
                 if response.status_code == 200:
                     return
                 last = f"HTTP {response.status_code}: {response.text[:200]}"

@@ -29,6 +29,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -223,7 +224,7 @@ class Forwarder:
         async def start() -> Any:
             return await asyncio.start_server(handle, host, port, reuse_address=True)
 
-        self._servers[(host, port)] = asyncio.run_coroutine_threadsafe(start(), self._loop).result(timeout=10)
+        self._servers[(host, port)] = asyncio.run_coroutine_threadsafe(start(), self._loop).result(timeout=60)
 
     def remove_one(self, host: str, port: int) -> None:
         server = self._servers.pop((host, port), None)
@@ -338,7 +339,11 @@ class DataPlane:
                     if time.monotonic() < not_before:
                         continue
                     self._restarts[uid] = (restarts + 1, time.monotonic() + min(30.0, 2.0**restarts))
-                started = self._start_pod(pod)
+                try:
+                    started = self._start_pod(pod)
+                except Exception as error:  # one pod that cannot start must not stop the others
+                    self.errors.append(f"starting {pod['metadata']['name']}: {type(error).__name__}: {error}")
+                    continue
                 if started is not None:
                     self.pods[uid] = started
             self._reconcile_envoy()
@@ -392,7 +397,8 @@ class DataPlane:
         args = [*container.get("command", [])[1:], *container.get("args", [])]
         port = int(flag_value(args, "--port") or 8000)
         folder = self._pod_dir(pod)
-        socket_path = folder / "sim.sock"
+        # A Unix socket path holds at most 107 bytes: keep it short, outside the (long) test folders.
+        socket_path = Path(tempfile.mkdtemp(prefix="igw-sim-")) / "s"
         env = {**os.environ, **self._env(pod, container)}
         relay = Path(__file__).resolve().parent / "netns_relay.py"
         argv = ["unshare", "--net", "--", sys.executable, str(relay), str(socket_path), str(port), "--"]

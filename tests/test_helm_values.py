@@ -48,7 +48,10 @@ def test_laptop_epp_resources_replace_the_chart_default_of_4_cpu(upstream: Path)
 def test_scheduling_config_reaches_the_epp_as_a_plugins_file() -> None:
     values = render(lab="kv-cache-aware").releases_for("pool")[0].values["inferenceExtension"]
     config = yaml.safe_load(values["pluginsCustomConfig"][values["pluginsConfigFile"]])
-    weights = {p["pluginRef"]: p.get("weight") for p in config["schedulingProfiles"][0]["plugins"]}
+    profile = config["schedulingProfiles"][0]["plugins"]
+    # The saturation thresholds filter first: pods past them get no requests (the detector is a Filter).
+    assert profile[0] == {"pluginRef": "utilization-detector"}
+    weights = {p["pluginRef"]: p.get("weight") for p in profile[1:]}
     assert weights == {
         "prefix-cache-scorer": 60,
         "kv-cache-utilization-scorer": 30,

@@ -66,8 +66,24 @@ def test_scheduling_profile_on_the_alpha_era_is_refused(tmp_path: Path) -> None:
     data = _preset_data("kv-cache-aware")
     data["provider"] = "kgateway"
     data["gie_version"] = "v0.5.1"
+    data.pop("objectives")  # refused too at v0.5.1 (see below); this test is about the profile
     with pytest.raises(UnsupportedCombinationError, match="scheduling profile"):
         resolve_lab(LabSelection(lab=str(_write(tmp_path, data))))
+
+
+def test_objectives_picked_by_header_are_refused_before_gie_v1(tmp_path: Path) -> None:
+    data = _preset_data("kgateway-fake-llm")
+    data["objectives"] = [{"name": "sheddable", "priority": -1}]
+    with pytest.raises(UnsupportedCombinationError, match="objectives") as caught:
+        resolve_lab(LabSelection(lab=str(_write(tmp_path, data))))
+    assert "criticality: Sheddable" in (caught.value.fix or "")
+
+
+def test_an_objective_named_like_a_model_object_is_refused(tmp_path: Path) -> None:
+    data = _preset_data("kv-cache-aware")
+    data["objectives"] = [{"name": "fake-llm", "priority": -1}]
+    with pytest.raises(LabFileError, match="model object names must be unique"):
+        load_lab_file(_write(tmp_path, data))
 
 
 @pytest.mark.parametrize(

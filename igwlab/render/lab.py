@@ -105,6 +105,11 @@ def _render_backend(resolved: ResolvedLab, backend: Backend) -> tuple[list[KubeO
             objects += render_objects(
                 backend.step("models"), "inference/ga/inferencemodelrewrite.yaml.j2", model_context
             )
+    if backend.suffix == "":  # the lab's own objectives belong to its first pool
+        for objective in resolved.lab.objectives:
+            objects += render_objects(
+                backend.step("models"), "inference/ga/inferenceobjective.yaml.j2", {**context, "model": objective}
+            )
     return objects, releases
 
 

@@ -45,6 +45,25 @@ def render_metrics(state: SimState) -> str:
         "# HELP vllm:request_success_total Count of successfully processed requests.",
         "# TYPE vllm:request_success_total counter",
     ]
-    for (name, reason), count in sorted(state.successes.items()):
-        lines.append(f'vllm:request_success_total{{model_name="{_escape(name)}",finish_reason="{reason}"}} {count}')
+    # Labelled by the base model, LoRA requests included, as vLLM and llm-d-inference-sim do.
+    for (_served, reason), count in sorted(state.successes.items()):
+        lines.append(f'vllm:request_success_total{{model_name="{model}",finish_reason="{reason}"}} {count}')
+    lines += [
+        "# HELP vllm:prompt_tokens_total Number of prefill tokens processed.",
+        "# TYPE vllm:prompt_tokens_total counter",
+        f'vllm:prompt_tokens_total{{model_name="{model}"}} {state.prompt_tokens_total}',
+        "# HELP vllm:generation_tokens_total Number of generation tokens processed.",
+        "# TYPE vllm:generation_tokens_total counter",
+        f'vllm:generation_tokens_total{{model_name="{model}"}} {state.generation_tokens_total}',
+    ]
+    for name, histogram in state.histograms.items():
+        lines += [
+            f"# HELP {name} Histogram of {name.removeprefix('vllm:').replace('_', ' ')}.",
+            f"# TYPE {name} histogram",
+        ]
+        for bound, count in zip(histogram.bounds, histogram.counts, strict=True):
+            lines.append(f'{name}_bucket{{model_name="{model}",le="{bound}"}} {count}')
+        lines.append(f'{name}_bucket{{model_name="{model}",le="+Inf"}} {histogram.count}')
+        lines.append(f'{name}_sum{{model_name="{model}"}} {histogram.total}')
+        lines.append(f'{name}_count{{model_name="{model}"}} {histogram.count}')
     return "\n".join(lines) + "\n"

@@ -119,7 +119,7 @@ class _Request:
         if not isinstance(model, str) or not model:
             raise SimError(400, "model is required", "model")
         if model not in config.served_models():
-            raise SimError(404, f"The model `{model}` does not exist.", "model")
+            raise SimError(404, f"The model `{model}` does not exist.")  # param null, as vLLM and the real sim
         self.model = model
         self.chat = chat
         self.prompt_tokens = _prompt_text(body, chat).split()
@@ -161,12 +161,14 @@ async def _generate(request: web.Request, chat: bool) -> web.StreamResponse:
     if parsed.is_lora:
         state.waiting_loras[parsed.model] += 1
         state.lora_state_changed()
+    queued_since = time.perf_counter()
     try:
         await app[SLOTS_KEY].acquire()
     finally:
         state.waiting -= 1
         if parsed.is_lora:
             _decrement(state.waiting_loras, parsed.model)
+    queued_s = time.perf_counter() - queued_since
     state.running += 1
     if parsed.is_lora:
         state.running_loras[parsed.model] += 1
@@ -181,9 +183,8 @@ async def _generate(request: web.Request, chat: bool) -> web.StreamResponse:
             "prompt_tokens": len(parsed.prompt_tokens),
             "completion_tokens": len(tokens),
             "total_tokens": len(parsed.prompt_tokens) + len(tokens),
-            "prompt_tokens_details": {"cached_tokens": cached_blocks * config.block_size}
-            if config.enable_kvcache
-            else None,
+            # As llm-d-inference-sim v0.10.2 answers: the details object always, 0 cached without KV-cache.
+            "prompt_tokens_details": {"cached_tokens": cached_blocks * config.block_size},
         }
         if parsed.stream:
             response = await _stream(request, parsed, tokens, finish, usage)
@@ -194,6 +195,14 @@ async def _generate(request: web.Request, chat: bool) -> web.StreamResponse:
             response = web.json_response(_completion_body(parsed, tokens, finish, usage), headers=_pod_headers(app))
         state.successes[(parsed.model, finish)] += 1
         state.served_total += 1
+        state.record(
+            queued_s=queued_s,
+            ttft_s=_seconds(config.time_to_first_token_ms),
+            decode_s=_seconds(config.inter_token_latency_ms * max(0, len(tokens) - 1)),
+            prompt_tokens=len(parsed.prompt_tokens),
+            output_tokens=len(tokens),
+            max_tokens=parsed.max_tokens,
+        )
         return response
     finally:
         if blocks:

@@ -207,7 +207,7 @@ class KubernetesApi:
 
     def __init__(self, kubeconfig: str | None = None, context: str | None = None) -> None:
         from kubernetes import config
-        from kubernetes.client import ApiClient, CoreV1Api
+        from kubernetes.client import ApiClient
         from kubernetes.dynamic import DynamicClient
 
         # $KUBECONFIG as it is now: the client reads it only once, when it is first imported.
@@ -218,7 +218,18 @@ class KubernetesApi:
             cache_file=str(discovery_cache(api_client.configuration.host)),
             discoverer=_atomic_discoverer(),
         )
-        self._core = CoreV1Api(api_client)
+        self._api_client = api_client
+        self._core_api: Any = None
+
+    @property
+    def _core(self) -> Any:
+        """The typed core/v1 client, made on first use: its module takes about a second to import, which
+        every `up`, re-run included, would pay for events, logs and the pod proxy it seldom needs."""
+        if self._core_api is None:
+            from kubernetes.client import CoreV1Api
+
+            self._core_api = CoreV1Api(self._api_client)
+        return self._core_api
 
     def _resource(self, api_version: str, kind: str) -> Any:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
@@ -316,4 +327,4 @@ class KubernetesApi:
     def server_version(self) -> str:
         from kubernetes.client import VersionApi
 
-        return str(VersionApi(self._core.api_client).get_code().git_version)
+        return str(VersionApi(self._api_client).get_code().git_version)

@@ -65,7 +65,8 @@ class LabFacts:
     # writes it back), and the EPP counter that shows the split either way (catalog: split_metric).
     answers_name_target: bool = True
     split_metric: str | None = None
-    objective_header: str | None = None  # the header that selects an InferenceObjective (GIE v1.x)
+    # Model name -> the header that selects its InferenceObjective (GIE v1.x; empty elsewhere).
+    objective_headers: dict[str, dict[str, str]] = field(default_factory=dict)
     bbr_buffers_responses: bool = False  # the lab's body-based router holds each response to its end
 
 

@@ -37,8 +37,10 @@ OUTCOME_HINTS: dict[str, str] = {
     "(InferenceModel / InferenceModelRewrite).",
     "429": "The model server's queue is full (max-num-seqs and its waiting queue): lower --concurrency "
     "or add replicas.",
-    "500": "The endpoint picker or model server failed the request: read the EPP logs "
-    f"(`kubectl logs deploy/<pool>-epp`); {DIAGNOSE}.",
+    "500": "The endpoint picker is down or unreachable and the pool fails closed (FailClose): Envoy-based "
+    "gateways answer 500 when their ext_proc filter cannot reach the picker. Check the EPP Deployment is "
+    "Available (`kubectl get deploy <pool>-epp`); if it is, the EPP or model server failed the request: read "
+    f"the EPP logs (`kubectl logs deploy/<pool>-epp`); {DIAGNOSE}.",
     "502": "The proxy could not reach the endpoint the picker chose: model-server pod not Ready, or "
     "the InferencePool's target port differs from the model server's port.",
     "503": "No endpoint for the request: the pool fails closed (FailClose), so an endpoint picker that is "
@@ -58,6 +60,9 @@ FAIL_OPEN_HINTS: dict[str, str] = {
     "still loading (vLLM on CPU takes minutes). The pool fails open (FailOpen), so an unreachable endpoint "
     "picker is not the cause: the gateway would send the request on without it. Check `kubectl get pods`; "
     "raise --timeout for slow models.",
+    "500": "The endpoint picker or model server failed the request: read the EPP logs "
+    f"(`kubectl logs deploy/<pool>-epp`); {DIAGNOSE}. The pool fails open (FailOpen), so a picker that is "
+    "merely down would not cause this: the gateway would forward without it.",
     "503": "No endpoint for the request: no model pod is Ready, or a sheddable request met a saturated "
     "pool. The pool fails open (FailOpen): with its endpoint picker down the gateway still forwards, so "
     "answers keep coming but without the picker's choices (no model rewrite, no LoRA or KV-cache "
@@ -79,7 +84,7 @@ def hint_for(observation: Observation, failure_mode: str = "FailClose") -> str:
     if outcome in OUTCOME_HINTS:
         return OUTCOME_HINTS[outcome]
     if observation.status is not None and observation.status >= 500:
-        return OUTCOME_HINTS["500"]
+        return FAIL_OPEN_HINTS["500"] if failure_mode == "FailOpen" else OUTCOME_HINTS["500"]
     return f"Unexpected answer ({outcome}); {DIAGNOSE}."
 
 

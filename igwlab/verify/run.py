@@ -102,18 +102,10 @@ def lab_facts(resolved: ResolvedLab) -> LabFacts:
         failure_mode=failure_mode_in_force(resolved),
         answers_name_target=resolved.gie.answers_name_target,
         split_metric=resolved.gie.split_metric,
-        objective_header=resolved.gie.objective_header,
+        objective_headers=resolved.objective_headers(),
         bbr_buffers_responses=resolved.stack.model_routing == "body-based-routing"
         and resolved.gie.bbr_buffers_responses,
     )
-
-
-def objective_headers(lab: Lab, header: str | None) -> dict[str, dict[str, str]]:
-    """Model name -> the header that selects its InferenceObjective, on stacks that select objectives by
-    header (GIE v1.x): without it the EPP gives verify's requests the default priority."""
-    if header is None:
-        return {}
-    return {model.name: {header: model.object_name} for backend in lab.backends() for model in backend.models}
 
 
 def _litellm_key_from(cluster: ClusterAccess | None, lab: Lab) -> str | None:
@@ -135,7 +127,7 @@ def _litellm_key_from(cluster: ClusterAccess | None, lab: Lab) -> str | None:
 async def _verify(
     lab: Lab, url: str, options: VerifyOptions, cluster: ClusterAccess | None, skip_reason: str, facts: LabFacts
 ) -> Report:
-    objectives = objective_headers(lab, facts.objective_header)
+    objectives = facts.objective_headers
     async with Engine(
         url, concurrency=options.concurrency, timeout_s=options.timeout_s, headers_for_model=objectives.get
     ) as engine:
