@@ -95,7 +95,8 @@ def test_queue_and_lora_gauges_move_under_load() -> None:
     # Labelled by the base model, LoRA requests too, as vLLM and llm-d-inference-sim v0.10.2 do.
     assert 'vllm:request_success_total{model_name="fake-llm",finish_reason="length"} 3' in after
     assert _metric(after, "vllm:time_to_first_token_seconds_count") == 3
-    assert 'vllm:time_to_first_token_seconds_bucket{model_name="fake-llm",le="0.5"} 3' in after
+    assert 'vllm:time_to_first_token_seconds_bucket{model_name="fake-llm",le="0.75"} 0' in after
+    assert 'vllm:time_to_first_token_seconds_bucket{model_name="fake-llm",le="1.0"} 3' in after
     assert _metric(after, "vllm:request_queue_time_seconds_sum") > 0, "two of them waited for the one slot"
 
 
