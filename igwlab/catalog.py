@@ -52,6 +52,8 @@ class GieRelease(_Strict):
     answers_name_target: bool
     objective_header: str | None = None
     bbr_buffers_responses: bool = False
+    # The EPP filters to pods already running a requested LoRA adapter (v0.x), rather than scoring them.
+    lora_affinity_filter: bool = False
     rewrite_targets_field: Literal["split", "targets"] | None = None
     # The oldest Gateway API the release's own module requires (its go.mod), if it requires one.
     gateway_api_min: str | None = None

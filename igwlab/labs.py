@@ -159,6 +159,11 @@ class WorkloadSpec(_Strict):
     def served_names(self) -> list[str]:
         return [self.served_model, *(lora.name for lora in self.loras)]
 
+    @property
+    def selector_labels(self) -> dict[str, str]:
+        """The labels the InferencePool selects this workload's pods by (and its Deployment's selector)."""
+        return {"app": self.name}
+
 
 class Target(_Strict):
     name: ModelName

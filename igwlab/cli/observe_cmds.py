@@ -300,7 +300,7 @@ def top(
         kube = current.kube(Environment())
         workload = current.resolved.lab
         targets = targets_from_cluster(
-            kube, workload.namespace, {"app": workload.workload.name}, workload.pool.target_port
+            kube, workload.namespace, workload.workload.selector_labels, workload.pool.target_port
         )
         if not targets:
             raise UsageError(

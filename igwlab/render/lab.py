@@ -22,7 +22,7 @@ BASE_MODEL_HEADER = "X-Gateway-Base-Model-Name"
 def build_context(resolved: ResolvedLab) -> dict[str, Any]:
     """What the templates see for the lab's (first) pool."""
     lab: Lab = resolved.lab
-    selector = {"app": lab.workload.name}
+    selector = lab.workload.selector_labels
     pod_labels = dict(selector)
     if resolved.gie.era == "ga":
         # The v1.5 EPP's core-metrics-extractor reads the engine type from this label.

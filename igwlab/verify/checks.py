@@ -68,6 +68,7 @@ class LabFacts:
     # Model name -> the header that selects its InferenceObjective (GIE v1.x; empty elsewhere).
     objective_headers: dict[str, dict[str, str]] = field(default_factory=dict)
     bbr_buffers_responses: bool = False  # the lab's body-based router holds each response to its end
+    lora_affinity_filter: bool = False  # the EPP keeps a LoRA adapter on the pods running it (GIE v0.x)
 
 
 @dataclass
@@ -87,6 +88,7 @@ class CheckContext:
     answers_name_target: bool = True
     split_metric: str | None = None
     bbr_buffers_responses: bool = False
+    lora_affinity_filter: bool = False
     max_tokens: int = 8
     reachable: bool = False
     seen: list[Observation] = field(default_factory=list)
@@ -466,15 +468,85 @@ async def endpoint_spread(ctx: CheckContext) -> CheckResult:
     spread = ", ".join(f"{pod} {count}" for pod, count in pods.most_common())
     data = {"pods": dict(pods), "replicas": replicas}
     if len(pods) == 1:
+        adapters = _adapter_targets(ctx)
+        if ctx.lora_affinity_filter and adapters:
+            return await _one_pod_under_lora_affinity(ctx, adapters, len(answered), spread, data)
         return CheckResult(
             "endpoint-spread",
             "fail",
             f"all {len(answered)} answers from one pod ({spread})",
             f"The pool has {replicas} replicas but one served everything: are the others Ready "
-            "(`kubectl get pods -l app=...`), and does the InferencePool selector match them?",
+            f"(`kubectl get pods -n {ctx.lab.namespace} -l {_label_selector(ctx)}`), and does the InferencePool "
+            "selector match them?",
             data=data,
         )
     return CheckResult("endpoint-spread", "pass", f"{len(pods)} of {replicas} pods served: {spread}", data=data)
+
+
+def _label_selector(ctx: CheckContext) -> str:
+    return ",".join(f"{key}={value}" for key, value in sorted(ctx.lab.workload.selector_labels.items()))
+
+
+def _adapter_targets(ctx: CheckContext) -> list[str]:
+    """The LoRA adapters requests for the checked model end up asking for (its targets, or itself)."""
+    adapters = {lora.name for lora in ctx.lab.workload.loras}
+    model = ctx.lab.models[0]
+    names = [target.name for target in model.targets] or [model.name]
+    return [name for name in names if name in adapters]
+
+
+def _ready_pool_pods(ctx: CheckContext) -> tuple[int | None, str]:
+    """How many of the pool's pods are Ready on the lab's cluster, or None and why it cannot be told."""
+    if ctx.cluster is None:
+        return None, ctx.cluster_skip_reason or "no cluster to read"
+    try:
+        pods = ctx.cluster.kube.list_objects("v1", "Pod", ctx.lab.namespace, _label_selector(ctx))
+    except Exception as error:
+        return None, f"listing the pool's pods failed: {type(error).__name__}"
+    ready = 0
+    for pod in pods:
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+            ready += 1
+    return ready, ""
+
+
+async def _one_pod_under_lora_affinity(
+    ctx: CheckContext, adapters: list[str], answered: int, spread: str, data: dict[str, Any]
+) -> CheckResult:
+    """One pod served every request for LoRA adapters on a GIE v0.x endpoint picker, which keeps an adapter
+    on the pods already running it (LoraAffinityFilter, 999 times in 1000): spread proves nothing there,
+    so ask the cluster whether the other replicas are Ready instead."""
+    replicas = ctx.lab.workload.replicas
+    why = (
+        f"this stack's endpoint picker keeps a LoRA adapter's requests ({', '.join(adapters)}) on the pods "
+        "already running it (GIE v0.x LoRA affinity filter), so one pod may serve them all"
+    )
+    ready, reason = await asyncio.to_thread(_ready_pool_pods, ctx)
+    data.update({"lora_affinity": True, "ready_pods": ready})
+    if ready is None:
+        return CheckResult(
+            "endpoint-spread",
+            "warn",
+            f"all {answered} answers from one pod ({spread}): {why}; cannot count the Ready pods ({reason})",
+            "Run verify where `igwlab up` ran: it then counts the pool's Ready pods through the cluster.",
+            data=data,
+        )
+    if ready < 2:
+        return CheckResult(
+            "endpoint-spread",
+            "fail",
+            f"all {answered} answers from one pod ({spread}), and {ready} of {replicas} pool pods are Ready",
+            f"The pool has {replicas} replicas but only {ready} is Ready: `kubectl get pods -n {ctx.lab.namespace} "
+            f"-l {_label_selector(ctx)}` and `igwlab status` say why.",
+            data=data,
+        )
+    return CheckResult(
+        "endpoint-spread",
+        "pass",
+        f"all {answered} answers from one pod ({spread}): {why}; {ready} of {replicas} pool pods are Ready",
+        data=data,
+    )
 
 
 async def model_routing(ctx: CheckContext) -> CheckResult:

@@ -105,6 +105,7 @@ def lab_facts(resolved: ResolvedLab) -> LabFacts:
         objective_headers=resolved.objective_headers(),
         bbr_buffers_responses=resolved.stack.model_routing == "body-based-routing"
         and resolved.gie.bbr_buffers_responses,
+        lora_affinity_filter=resolved.gie.lora_affinity_filter,
     )
 
 
@@ -134,6 +135,7 @@ async def _verify(
         ctx = CheckContext(
             answers_name_target=facts.answers_name_target,
             bbr_buffers_responses=facts.bbr_buffers_responses,
+            lora_affinity_filter=facts.lora_affinity_filter,
             split_metric=facts.split_metric,
             litellm_url=options.litellm_url,
             litellm_key=options.litellm_key,
