@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from doubles.faketools import FakeTools
 from helpers import invoke, render, wait_until
 from typer.testing import CliRunner
 
@@ -20,7 +21,6 @@ from igwlab.plan import build_plan
 from igwlab.render import render_dashboard
 from igwlab.selection import LabSelection, resolve_lab
 from igwlab.sim import SimConfig, running_sim
-from igwlab.testing.faketools import FakeTools
 
 METRIC = re.compile(r"\b(?:vllm:[a-z_]+|inference_[a-z_]+)")
 

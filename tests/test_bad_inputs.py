@@ -4,7 +4,7 @@ For each input, with and without --json: no traceback, the documented exit code 
 2 usage · 3 prerequisites · 4 timeout · 130 interrupted), a message on stderr, and with --json one
 parseable envelope on stdout whose `ok` and `error.exit_code` agree with the exit code.
 Placeholders such as {latin1} name files the `zoo` fixture makes; k3d, helm, docker and kubectl are
-the fake executables (igwlab/testing), so nothing outside the test's directories is touched.
+the fake executables (tests/doubles), so nothing outside the test's directories is touched.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from doubles.faketools import FakeTools
 from helpers import invoke
 from typer.testing import CliRunner
 
 from igwlab.labs import load_lab
-from igwlab.testing.faketools import FakeTools
 
 CLOSED = "http://127.0.0.1:9"  # nothing listens on the discard port
 

@@ -189,7 +189,7 @@ def test_render_and_diagnose_into_a_place_that_cannot_be_written(cli: CliRunner,
 def test_an_unwritable_state_directory_stops_up_before_anything_happens(
     cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from igwlab.testing.faketools import FakeTools
+    from doubles.faketools import FakeTools
 
     tools = FakeTools.install(tmp_path / "fake")
     monkeypatch.setenv("PATH", tools.env()["PATH"])
@@ -239,7 +239,7 @@ def test_top_once_exits_1_when_every_target_failed(cli: CliRunner) -> None:
 def test_up_dry_run_reports_missing_prerequisites_as_not_ok(
     cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from igwlab.testing.faketools import FakeTools
+    from doubles.faketools import FakeTools
 
     tools = FakeTools.install(tmp_path / "fake")
     monkeypatch.setenv("PATH", tools.env()["PATH"])
@@ -256,7 +256,7 @@ def test_up_dry_run_reports_missing_prerequisites_as_not_ok(
 def test_up_json_without_docker_prints_the_envelope_with_exit_3(
     cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from igwlab.testing.faketools import FakeTools
+    from doubles.faketools import FakeTools
 
     tools = FakeTools.install(tmp_path / "fake")
     monkeypatch.setenv("PATH", tools.env()["PATH"])
@@ -269,7 +269,7 @@ def test_up_json_without_docker_prints_the_envelope_with_exit_3(
 def test_doctor_shows_every_check_and_why_one_was_skipped(
     cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from igwlab.testing.faketools import FakeTools
+    from doubles.faketools import FakeTools
 
     tools = FakeTools.install(tmp_path / "fake")
     monkeypatch.setenv("PATH", tools.env()["PATH"])
@@ -557,8 +557,9 @@ def test_a_busy_host_port_fails_doctor_and_the_dry_run(
     """The real port check, against a port this test really holds."""
     import socket
 
+    from doubles.faketools import FakeTools
+
     from igwlab.labs import load_lab
-    from igwlab.testing.faketools import FakeTools
 
     tools = FakeTools.install(tmp_path / "fake")
     monkeypatch.setenv("PATH", tools.env()["PATH"])

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
+from doubles.faketools import FakeTools
 from helpers import invoke, json_data
 from typer.testing import CliRunner
 
 from igwlab.errors import ExitCode
-from igwlab.testing.faketools import FakeTools
 
 
 @pytest.fixture

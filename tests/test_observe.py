@@ -38,8 +38,9 @@ def test_top_json_needs_once(cli: CliRunner) -> None:
 def test_top_reads_lab_pods_through_the_pod_proxy() -> None:
     import asyncio
 
+    from doubles.fakecluster import FakeCluster
+
     from igwlab.catalog import load_catalog
-    from igwlab.testing.fakecluster import FakeCluster
 
     cluster = FakeCluster(load_catalog().stack_for("agentgateway"))
     cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "igwlab"}})

@@ -9,10 +9,10 @@ import time
 import httpx
 import openai
 import pytest
+from doubles.world import free_port
 from helpers import requests_in_flight
 
 from igwlab.sim import SimConfig, running_sim
-from igwlab.testing.world import free_port
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The small Kubernetes interface igwlab needs, and its implementation on the `kubernetes` client.
 
 Everything above this module talks to `KubeApi`; tests back it with an in-memory fake
-(igwlab.testing.fakecluster), and a real API server backs it in use.
+(tests/doubles/fakecluster.py, not shipped), and a real API server backs it in use.
 """
 
 from __future__ import annotations
