@@ -74,7 +74,8 @@ class LabFileError(UsageError):
         listing = "\n".join(f"  - {p}" for p in problems)
         super().__init__(
             f"invalid lab file {path}:\n{listing}",
-            fix=fix or "fix the fields named above; `igwlab labs show <preset>` prints a valid example",
+            fix=fix
+            or "fix the fields named above; every preset is a valid example (`igwlab labs show kv-cache-aware`)",
         )
 
 

@@ -372,6 +372,9 @@ def cli_page() -> str:
         out.append(f"## igwlab {' '.join(path)}\n\n")
         out.append(_code("text", command.get_usage(ctx).removeprefix("Usage: ").strip()) + "\n")
         out.append((command.help or "").strip() + "\n\n")
+        lines = [line.strip() for line in (command.epilog or "").splitlines() if line.strip().startswith("igwlab")]
+        if lines:
+            out.append("Examples:\n\n" + _code("bash", "\n".join(lines)) + "\n")
         rows = []
         for param in command.params:
             if param.param_type_name == "option":

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from doubles.faketools import HEALTHY_DOCKER
+from doubles.world import lab_world
 
 from igwlab.errors import ExitCode, PrerequisiteError
 from igwlab.lifecycle import TeardownOptions, diagnose, status, teardown, up
 from igwlab.state import read_current_lab
-from igwlab.testing.faketools import HEALTHY_DOCKER
-from igwlab.testing.world import lab_world
 
 
 @pytest.fixture(autouse=True)
@@ -219,27 +219,6 @@ def test_no_shell_strings_anywhere() -> None:
         ToolRunner().run("k3d cluster list", timeout=5)  # type: ignore[arg-type]
 
 
-def test_up_status_and_teardown_through_the_real_kubernetes_client(tmp_path: Path) -> None:
-    """KubernetesApi (the `kubernetes` client) against an API server speaking HTTP on 127.0.0.1."""
-    from dataclasses import replace
-
-    from igwlab.lifecycle import real_kube
-    from igwlab.testing.apiserver import running_apiserver
-
-    with lab_world(tmp_path, preset="agentgateway-fake-llm") as world, running_apiserver(world.cluster) as (api, url):
-        world.tools.configure(kubeconfig_server=url)
-        env = replace(world.env, kube_factory=real_kube)
-        result = up(world.options(), env)
-        assert result.run.ok, result.run.error
-        report = status(env)
-        teardown(TeardownOptions(), env)
-    applies = [r for r in api.requests if r.method == "PATCH"]
-    assert applies and all(r.content_type.startswith("application/apply-patch+yaml") for r in applies)
-    assert all(r.query.get("fieldManager") == "igwlab" and r.query.get("force") == "true" for r in applies)
-    assert any("/apis/gateway.networking.k8s.io/v1/namespaces/igwlab/httproutes/llm-route" in r.path for r in applies)
-    assert all(row["exists"] for row in report["objects"]), report["objects"]
-
-
 def test_verify_reads_route_pool_and_epp_status_from_the_lab_that_is_up(tmp_path: Path) -> None:
     from igwlab.verify.run import VerifyOptions, verify
 
@@ -375,9 +354,10 @@ def test_every_pool_running_vllm_gets_the_hf_token_secret(tmp_path: Path, monkey
 def test_doctor_warns_when_vllm_downloads_from_hugging_face_without_a_token(
     token: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    from doubles.faketools import FakeTools
+
     from igwlab.doctor import run_doctor
     from igwlab.selection import LabSelection, resolve_lab
-    from igwlab.testing.faketools import FakeTools
     from igwlab.tools.proc import ToolRunner
 
     if token is None:

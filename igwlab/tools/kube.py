@@ -1,7 +1,7 @@
 """The small Kubernetes interface igwlab needs, and its implementation on the `kubernetes` client.
 
 Everything above this module talks to `KubeApi`; tests back it with an in-memory fake
-(igwlab.testing.fakecluster), and a real API server backs it in use.
+(tests/doubles/fakecluster.py, not shipped), and a real API server backs it in use.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+from igwlab.errors import IgwlabError, PrerequisiteError
 from igwlab.state import state_dir
 
 FIELD_MANAGER = "igwlab"
@@ -72,6 +73,104 @@ def describe_condition(cond: Manifest | None, kind: str) -> str:
     if cond.get("message"):
         text += f": {str(cond['message'])[:160]}"
     return text
+
+
+def explain_kube_error(error: BaseException, context: str | None, where: str | None = None) -> str:
+    """What went wrong reaching a cluster, in a user's terms: a missing context is not a dead API server,
+    and a host that does not resolve is not a refused connection. `where` names the cluster in the message."""
+    text = str(error)
+    where = where or (f"context {context}" if context else "the current context")
+    if "Expected object with name" in text and "contexts" in text:
+        return f"no context {context} in your kubeconfig; contexts: {', '.join(kubeconfig_contexts()) or 'none'}"
+    if "No configuration found" in text or "Invalid kube-config file" in text:
+        return f"no usable kubeconfig for {where} (KUBECONFIG, else ~/.kube/config): {text[:200]}"
+    host = _quoted_host(text)
+    server = f" ({host})" if host else ""
+    if "NameResolutionError" in text or "Name or service not known" in text or "nodename nor servname" in text:
+        return f"the API server of {where}{server} does not resolve: check the server address in the kubeconfig"
+    if "Connection refused" in text:
+        return f"nothing accepts connections at the API server of {where}{server}"
+    status = getattr(error, "status", None)
+    if status in (401, 403):
+        reason = getattr(error, "reason", "")
+        return f"the API server of {where} refuses the kubeconfig's credentials ({status} {reason})"
+    return f"the API server of {where} does not answer: {type(error).__name__}: {text[:200]}"
+
+
+def unreachable(error: BaseException) -> bool:
+    """The cluster could not be reached or refused us (kubeconfig, DNS, connection, credentials),
+    as opposed to an answer about an object."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if names & {"ConfigException", "MaxRetryError", "NewConnectionError", "ProtocolError", "ConnectionError"}:
+        return True
+    return isinstance(error, OSError) or getattr(error, "status", None) in (401, 403)
+
+
+class ClusterUnreachableError(PrerequisiteError):
+    """The lab's cluster does not answer, or its kubeconfig cannot be used (exit 3)."""
+
+    code = "cluster-unreachable"
+
+
+def explained_call(context: str | None, where: str | None, method: Any, *args: Any, **kwargs: Any) -> Any:
+    """`method(*args, **kwargs)`, with a failure to reach the cluster raised as ClusterUnreachableError."""
+    try:
+        return method(*args, **kwargs)
+    except IgwlabError:
+        raise
+    except Exception as error:
+        if not unreachable(error):
+            raise
+        raise ClusterUnreachableError(
+            explain_kube_error(error, context, where),
+            why="igwlab reads the lab's objects through the Kubernetes API",
+            fix="is the cluster up? `igwlab doctor` checks the tools and the cluster; `igwlab up` continues a lab",
+        ) from None
+
+
+class ExplainedKube:
+    """A KubeApi whose failures to reach the cluster are igwlab errors that say why (no context, no DNS,
+    refused, credentials); answers about objects pass through unchanged. Every method of the wrapped
+    KubeApi is wrapped, so methods added to the protocol later are covered too (`explained()` types it)."""
+
+    def __init__(self, api: KubeApi, context: str | None, where: str | None = None) -> None:
+        self._api = api
+        self._context = context
+        self._where = where
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._api, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return explained_call(self._context, self._where, attribute, *args, **kwargs)
+
+        return call
+
+
+def explained(api: KubeApi, context: str | None, where: str | None = None) -> KubeApi:
+    """`api` behind ExplainedKube, as the KubeApi it stands for."""
+    return cast(KubeApi, ExplainedKube(api, context, where))
+
+
+def _quoted_host(text: str) -> str:
+    import re
+
+    match = re.search(r"host='([^']+)', port=(\d+)", text)
+    return f"{match.group(1)}:{match.group(2)}" if match else ""
+
+
+def kubeconfig_contexts() -> list[str]:
+    """The context names of the kubeconfig the client reads ($KUBECONFIG, else ~/.kube/config)."""
+    try:
+        from kubernetes import config
+
+        # $KUBECONFIG read now, not when the client was first imported (it caches the default).
+        contexts, _ = config.list_kube_config_contexts(config_file=os.environ.get("KUBECONFIG") or None)  # type: ignore[no-untyped-call]
+    except Exception:  # no kubeconfig at all
+        return []
+    return sorted(str(c.get("name")) for c in contexts or [])
 
 
 def discovery_cache(host: str) -> Path:

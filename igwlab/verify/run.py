@@ -6,7 +6,6 @@ import asyncio
 import base64
 import os
 from dataclasses import dataclass, replace
-from urllib.parse import urlparse
 
 from igwlab import gates as g
 from igwlab.errors import IgwlabError, UsageError
@@ -16,6 +15,7 @@ from igwlab.lifecycle import Environment, current_lab
 from igwlab.render.epp import failure_mode_in_force
 from igwlab.selection import LabSelection, ResolvedLab, resolve_lab
 from igwlab.state import current_lab_file, read_current_lab
+from igwlab.urls import check_url
 from igwlab.verify.checks import CheckContext, ClusterAccess, LabFacts, run_checks
 from igwlab.verify.engine import Engine
 from igwlab.verify.evidence import EppRef
@@ -34,24 +34,23 @@ class VerifyOptions:
     litellm_key: str | None = None
 
 
-def resolve_target(options: VerifyOptions) -> tuple[str, str]:
+def resolve_target(options: VerifyOptions, command: str = "verify") -> tuple[str, str]:
     """(lab reference, gateway URL) from the flags, else from what `up` recorded: the lab file `up` was
-    given (a lab file's name need not be a preset's), else the preset's name."""
+    given (a lab file's name need not be a preset's), else the preset's name; the URL checked up front."""
     current = read_current_lab() or {}
-    recorded = current.get("lab_file") or current.get("lab")
-    lab = options.lab or recorded or f"{DEFAULT_PROVIDER}{PRESET_SUFFIX}"
-    url = options.url or current.get("url")
-    if not url:
+    recorded_lab = current.get("lab_file") or current.get("lab")
+    lab = options.lab or recorded_lab or f"{DEFAULT_PROVIDER}{PRESET_SUFFIX}"
+    if options.url is not None:
+        return str(lab), check_url(options.url, "--url")
+    recorded = current.get("url")
+    if not recorded:
         raise UsageError(
-            "no gateway URL to verify",
+            f"no gateway URL for {command}",
             why=f"--url was not given and no lab is recorded as up ({current_lab_file()} is missing)",
             fix="pass --url http://HOST:PORT (the gateway's address), e.g. --url http://127.0.0.1:8000 for a local "
             "`igwlab sim`",
         )
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise UsageError(f"--url {url!r} is not an http(s) URL", fix="use a form like http://127.0.0.1:8080")
-    return str(lab), url.rstrip("/")
+    return str(lab), check_url(str(recorded), f"the URL `up` recorded in {current_lab_file()}")
 
 
 def cluster_access(lab: Lab, env: Environment) -> tuple[ClusterAccess | None, str]:
@@ -91,7 +90,9 @@ def verify(options: VerifyOptions, env: Environment | None = None) -> Report:
     cluster, skip_reason = cluster_access(lab, env or Environment())
     key = options.litellm_key or os.environ.get("LITELLM_MASTER_KEY") or _litellm_key_from(cluster, lab)
     options = replace(
-        options, litellm_key=key, litellm_url=options.litellm_url.rstrip("/") if options.litellm_url else None
+        options,
+        litellm_key=key,
+        litellm_url=check_url(options.litellm_url, "--litellm-url") if options.litellm_url is not None else None,
     )
     return asyncio.run(_verify(lab, url, options, cluster, skip_reason, lab_facts(resolved)))
 
