@@ -299,7 +299,7 @@ class CurrentLab:
         if reference == self.resolved.lab.name:
             return True
         recorded = self.data.get("lab_file")
-        return bool(recorded) and Path(reference).expanduser().resolve() == Path(recorded)
+        return recorded is not None and Path(reference).expanduser().resolve() == Path(str(recorded))
 
     def kube(self, env: Environment) -> KubeApi:
         """The lab's cluster; failing to reach it is an igwlab error that says why (exit 3)."""
