@@ -2,7 +2,7 @@
 
 Goals (issue 3): wall time within 1.15x of the critical path of the step durations (independent
 steps really run at once); a re-run of a finished lab under 2 s; orchestration overhead per step
-under 50 ms. Everything runs on 127.0.0.1 with the fakes from igwlab.testing, and stops by itself.
+under 50 ms. Everything runs on 127.0.0.1 with the test doubles of tests/doubles (not shipped), and stops by itself.
 
     python benchmarks/bench_up.py
 """
@@ -10,14 +10,18 @@ under 50 ms. Everything runs on 127.0.0.1 with the fakes from igwlab.testing, an
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test doubles (not shipped)
+
+from doubles.world import lab_world
+
 from igwlab.lifecycle import up
 from igwlab.plan import Plan
 from igwlab.runner import RunResult
-from igwlab.testing.world import lab_world
 
 # Real-world seconds / 10: k3d create ~20 s, a CRD chart ~5 s, a controller chart ~15 s ...
 TOOL_DELAYS = {

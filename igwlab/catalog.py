@@ -6,13 +6,14 @@ consistent, and answers "which stack for this provider and GIE version?".
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from igwlab.errors import CatalogError, UnsupportedCombinationError
+from igwlab import yamlio
+from igwlab.errors import CatalogError, UnsupportedCombinationError, UsageError
 from igwlab.resources import catalog_path
 from igwlab.tools.versions import parse_version
 
@@ -246,12 +247,16 @@ class Catalog(_Strict):
                 fix=f"use one of: {', '.join(sorted(self.providers))}",
             ) from None
 
-    def stack_for(self, provider_name: str, gie_version: str | None = None) -> Stack:
-        """The stack for a provider, optionally pinned to a GIE version; refuse unknown combinations."""
+    def stack_for(self, provider_name: str, gie_version: str | None = None, source: str = "--gie-version") -> Stack:
+        """The stack for a provider, optionally pinned to a GIE version; refuse unknown combinations.
+
+        `source` names where the version came from (the flag, or a lab file's `gie_version`), so the
+        hint says what to change.
+        """
         provider = self.provider(provider_name)
         if gie_version is None:
             return next(s for s in provider.stacks if s.id == provider.default_stack)
-        wanted = normalize_version(gie_version)
+        wanted = check_version(gie_version, source)
         for stack in provider.stacks:
             if stack.gie_version == wanted:
                 return stack
@@ -261,9 +266,14 @@ class Catalog(_Strict):
             for name, other in self.providers.items()
             if name != provider_name and any(s.gie_version == wanted for s in other.stacks)
         )
-        hint = f"drop --gie-version to use {provider.default_stack}"
+        default = next(s for s in provider.stacks if s.id == provider.default_stack)
+        if source == "--gie-version":
+            hint = f"drop --gie-version to use {provider.default_stack}"
+        else:
+            hint = f"set {source} to {default.gie_version} (or remove it) to use {provider.default_stack}"
         if others:
-            hint += f", or use GIE {wanted} with --provider {others[0]}"
+            switch = f"--provider {others[0]}" if source == "--gie-version" else f"provider: {others[0]}"
+            hint += f", or use GIE {wanted} with {switch}"
         raise UnsupportedCombinationError(
             f"provider {provider_name!r} has no known-good stack for GIE {wanted}",
             why=f"igwlab's catalog pins {provider_name} to GIE {supported}",
@@ -302,13 +312,27 @@ def normalize_version(version: str) -> str:
     return version if version.startswith("v") else f"v{version}"
 
 
+_VERSION = re.compile(r"v?[0-9]+\.[0-9]+\.[0-9]+")
+
+
+def check_version(version: str, source: str = "--gie-version") -> str:
+    """`version` normalized to `vX.Y.Z`, or a UsageError naming `source` when it is not a release version."""
+    if not _VERSION.fullmatch(version.strip()):
+        known = ", ".join(sorted({s.gie_version for _, s in load_catalog().all_stacks()}))
+        raise UsageError(
+            f"{source} {version!r} is not a release version such as v1.5.0",
+            fix=f"GIE versions the catalog knows: {known}",
+        )
+    return normalize_version(version)
+
+
 @cache
 def load_catalog() -> Catalog:
     path = catalog_path()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yamlio.load(path.read_text(encoding="utf-8"))
         return Catalog.model_validate(raw)
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
+    except (OSError, UnicodeDecodeError, yamlio.YAMLError, ValidationError) as exc:
         raise CatalogError(
             f"igwlab's version catalog {path.name} is unreadable: {exc}",
             why="the catalog ships with igwlab; this is a packaging bug",

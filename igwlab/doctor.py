@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from igwlab.crds import crd_sets, fit, read_cluster
+from igwlab.errors import IgwlabError
 from igwlab.quantities import cpu_text, memory_text
 from igwlab.render import render_lab
 from igwlab.render.requests import lab_requests
@@ -25,7 +26,7 @@ from igwlab.tools.kube import KubeApi
 from igwlab.tools.proc import CommandTimeoutError, ToolRunner
 from igwlab.tools.versions import format_version, parse_version
 
-Status = Literal["ok", "warn", "fail"]
+Status = Literal["ok", "warn", "fail", "skip"]
 # k3d: the oldest that starts the k3s images the catalog pins (catalog.yaml k3s_images, k3d-io/k3d#1481).
 MINIMUM_VERSIONS = {"k3d": (5, 7, 4), "helm": (3, 14, 0), "kubectl": (1, 28, 0)}
 VERSION_COMMANDS = {
@@ -103,42 +104,58 @@ class LabNeeds:
         )
 
 
+K3D_ONLY = ("k3d", "k3s-image", "docker", "resources", "architecture", "ports")
+ON_CLUSTER = ("kubernetes", "gateway-api-crds", "inference-crds")  # read from a cluster that exists already
+
+
 def run_doctor(
     resolved: ResolvedLab,
     tools: ToolRunner,
     *,
     context: str | None = None,
     kube_reachable: bool | None = None,
+    kube_problem: str | None = None,
     open_kube: Callable[[], KubeApi] | None = None,
 ) -> DoctorReport:
-    """Every check, in order. `open_kube` reaches the cluster the lab will use when it exists already
-    (the context's, or a k3d cluster being reused), for the checks of what is on it."""
+    """Every check, in order; one that does not apply or cannot run is `skip` with the reason.
+    `kube_problem` says why the context's cluster does not answer; `open_kube` reaches the cluster the
+    lab will use when it exists already (the context's, or a k3d cluster being reused), for the checks of
+    what is on it."""
     report = DoctorReport(lab=resolved.lab.name, mode="context" if context else "k3d")
     needs = LabNeeds.of(resolved)
     add = report.findings.append
+
+    def skip(names: tuple[str, ...], reason: str) -> None:
+        for name in names:
+            add(Finding(name, "skip", reason))
+
     for tool in ("helm", "kubectl") if context else ("k3d", "helm", "kubectl"):
         add(_tool_finding(tools, tool))
     if not context:
         image = _k3s_image_finding(tools, resolved)
-        if image is not None:
-            add(image)
+        add(image or Finding("k3s-image", "skip", "not checked: k3d's version is unknown (see the k3d check)"))
     hf_token = hugging_face_finding(resolved)
     if hf_token is not None:
         add(hf_token)
     if context:
-        if kube_reachable is not None:
+        if kube_reachable is None:
+            add(Finding("cluster", "skip", f"context {context} was not checked"))
+        elif kube_reachable:
+            add(Finding("cluster", "ok", f"context {context} answers"))
+        else:
             add(
-                Finding("cluster", "ok", f"context {context} answers")
-                if kube_reachable
-                else Finding(
+                Finding(
                     "cluster",
                     "fail",
-                    f"the API server of context {context} does not answer",
-                    "check `kubectl --context " + context + " get nodes`",
+                    kube_problem or f"the API server of context {context} does not answer",
+                    f"check `kubectl --context {context} get nodes`; `kubectl config get-contexts` lists the contexts",
                 )
             )
         if kube_reachable and open_kube is not None:
             report.findings += cluster_findings(resolved, open_kube, f"the cluster of context {context}")
+        else:
+            skip(ON_CLUSTER, f"not checked: the cluster of context {context} does not answer")
+        skip(K3D_ONLY, f"not needed: --context {context} uses an existing cluster")
         return report
     docker = _docker_info(tools)
     if docker is None:
@@ -151,6 +168,10 @@ def run_doctor(
                 "or use an existing cluster with --context",
             )
         )
+        skip(
+            ("resources", "architecture", "cluster", "ports", *ON_CLUSTER),
+            "not checked: they ask Docker, which is not reachable",
+        )
         return report
     add(Finding("docker", "ok", f"Docker {docker.get('ServerVersion', '?')} on {docker.get('OperatingSystem', '?')}"))
     add(_resources_finding(docker, needs))
@@ -162,8 +183,12 @@ def run_doctor(
         if fits.status != "fail" and open_kube is not None:
             what = f"k3d cluster {resolved.lab.cluster.name}"
             report.findings += cluster_findings(resolved, open_kube, what, reused_k3d=True)
+        else:
+            skip(ON_CLUSTER, "not checked: the existing k3d cluster does not fit this lab (see the cluster check)")
+        add(Finding("ports", "skip", "not checked: the existing cluster already holds its host ports"))
     else:
         add(Finding("cluster", "ok", f"no k3d cluster named {resolved.lab.cluster.name} yet; up will create it"))
+        skip(ON_CLUSTER, "not needed: up creates the cluster with the stack's pinned k3s and CRDs")
         add(_ports_finding(needs.host_ports))
     return report
 
@@ -302,7 +327,7 @@ def _tool_version(tools: ToolRunner, tool: str) -> tuple[int, int, int] | None:
         return None
     try:
         result = tools.run(VERSION_COMMANDS[tool], timeout=20, check=False)
-    except CommandTimeoutError:
+    except (CommandTimeoutError, IgwlabError):  # hung, or on PATH but cannot be started
         return None
     return parse_version(result.stdout)
 
@@ -319,6 +344,8 @@ def _tool_finding(tools: ToolRunner, tool: str) -> Finding:
         result = tools.run(VERSION_COMMANDS[tool], timeout=20, check=False)
     except CommandTimeoutError:
         return Finding(tool, "fail", f"`{tool} version` hung", f"reinstall {tool}")
+    except IgwlabError as error:  # on PATH but cannot be started
+        return Finding(tool, "fail", error.what, error.fix or f"reinstall {tool}")
     text = result.stdout
     if tool == "kubectl":
         with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
@@ -341,7 +368,7 @@ def _docker_info(tools: ToolRunner) -> dict[str, Any] | None:
         return None
     try:
         result = tools.run(["docker", "info", "--format", "{{json .}}"], timeout=20, check=False)
-    except CommandTimeoutError:
+    except (CommandTimeoutError, IgwlabError):
         return None
     try:
         info = json.loads(result.stdout)

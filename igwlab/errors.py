@@ -74,7 +74,8 @@ class LabFileError(UsageError):
         listing = "\n".join(f"  - {p}" for p in problems)
         super().__init__(
             f"invalid lab file {path}:\n{listing}",
-            fix=fix or "fix the fields named above; `igwlab labs show <preset>` prints a valid example",
+            fix=fix
+            or "fix the fields named above; every preset is a valid example (`igwlab labs show kv-cache-aware`)",
         )
 
 
@@ -107,8 +108,9 @@ class PrerequisiteError(IgwlabError):
     code = "prerequisites"
 
 
-class ClusterUnreachableError(IgwlabError):
-    """The Kubernetes API server stopped answering while a command used it (refused, reset or silent)."""
+class ClusterUnreachableError(PrerequisiteError):
+    """The lab's cluster does not answer (refused, reset, or silent past the request timeout, also when it
+    stops mid-command), or its kubeconfig cannot be used (exit 3)."""
 
     code = "cluster-unreachable"
 

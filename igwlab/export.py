@@ -5,10 +5,13 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from igwlab.errors import UsageError
-from igwlab.plan import Plan
+from igwlab.errors import CannotWriteError, UsageError
 from igwlab.render import Rendered, to_multi_document_yaml, to_yaml
+
+if TYPE_CHECKING:  # `render` to stdout needs no plan (nor the mirror module the plan loads)
+    from igwlab.plan import Plan
 
 MARKER = ".igwlab-render"
 
@@ -32,6 +35,17 @@ def write_rendered(rendered: Rendered, plan: Plan, out_dir: Path) -> ExportResul
     A directory igwlab rendered before is refreshed (no stale files survive); any other
     non-empty directory is refused, so a typo cannot scatter files into someone's project.
     """
+    try:
+        return _write(rendered, plan, out_dir)
+    except OSError as error:
+        where = error.filename or out_dir
+        raise CannotWriteError(
+            f"cannot write {where}: {error.strerror or error}",
+            fix="pass --out with a directory you can write (it is created if missing)",
+        ) from None
+
+
+def _write(rendered: Rendered, plan: Plan, out_dir: Path) -> ExportResult:
     _prepare(out_dir)
     step_numbers = {step.id: index for index, step in enumerate(plan.steps, start=1)}
     manifest_files: list[Path] = []

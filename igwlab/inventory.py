@@ -26,7 +26,7 @@ def list_labs() -> list[dict[str, Any]]:
 
 
 def describe_lab(reference: str, gie_version: str | None = None) -> dict[str, Any]:
-    resolved = resolve_lab(LabSelection(lab=reference, gie_version=gie_version))
+    resolved = resolve_lab(LabSelection(lab=reference, gie_version=gie_version, lab_flag="LAB"))
     return lab_details(resolved)
 
 

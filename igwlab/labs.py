@@ -7,15 +7,17 @@ the problem, never with a traceback.
 
 from __future__ import annotations
 
+import errno
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from igwlab.errors import LabFileError, LabNotFoundError
+from igwlab import yamlio
+from igwlab.errors import LabFileError, LabNotFoundError, UsageError
 from igwlab.resources import data_dir
 
 DEFAULT_PROVIDER = "agentgateway"
@@ -33,6 +35,61 @@ _PATTERN_MEANING = {
     DURATION_PATTERN: "must be a Gateway API duration such as 300s, 5m or 1h30m",
 }
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+VERSION_PATTERN = r"^v?[0-9]+\.[0-9]+\.[0-9]+$"
+_PATTERN_MEANING[VERSION_PATTERN] = "must be a release version such as v1.5.0"
+Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
+
+# Names igwlab and the charts derive from lab fields, and the limits they impose (Kubernetes names are
+# at most 63 characters; Service names must start with a letter, RFC 1035).
+EPP_SUFFIX = "-epp"
+POOL_NAME_MAX = 40  # the inferencepool chart names its EPP `{trunc 40 .Release.Name}-epp` (_helpers.tpl, v1.5.0)
+CLUSTER_NAME_MAX = 32  # k3d refuses longer cluster names (pkg/types DefaultClusterNameMaxLength)
+GATEWAY_NAME_MAX = 57  # providers name the proxy `{gateway}-istio` / `{gateway}-nginx` (catalog: proxy)
+RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def _service_name(value: str) -> str:
+    if not value[:1].isalpha():
+        raise ValueError(f"{value!r} must start with a letter: a Service is named after it (RFC 1035)")
+    return value
+
+
+def _pool_name(value: str) -> str:
+    _service_name(value)
+    if len(value) > POOL_NAME_MAX:
+        raise ValueError(
+            f"{value!r} is {len(value)} characters; at most {POOL_NAME_MAX}, because the endpoint picker is "
+            f"named NAME{EPP_SUFFIX} and the inferencepool chart cuts NAME at {POOL_NAME_MAX}"
+        )
+    return value
+
+
+def _cluster_name(value: str) -> str:
+    if len(value) > CLUSTER_NAME_MAX:
+        raise ValueError(f"{value!r} is {len(value)} characters; k3d takes cluster names of at most {CLUSTER_NAME_MAX}")
+    return value
+
+
+def _gateway_name(value: str) -> str:
+    _service_name(value)
+    if len(value) > GATEWAY_NAME_MAX:
+        raise ValueError(
+            f"{value!r} is {len(value)} characters; at most {GATEWAY_NAME_MAX}, because gateway implementations "
+            "name their proxy NAME-istio or NAME-nginx, which must fit in 63"
+        )
+    return value
+
+
+def _namespace(value: str) -> str:
+    if value in RESERVED_NAMESPACES:
+        raise ValueError(f"{value!r} is not allowed: teardown deletes the lab's namespace; pick one of the lab's own")
+    return value
+
+
+PoolName = Annotated[DnsLabel, AfterValidator(_pool_name)]
+ClusterName = Annotated[DnsLabel, AfterValidator(_cluster_name)]
+GatewayName = Annotated[DnsLabel, AfterValidator(_gateway_name)]
+Namespace = Annotated[DnsLabel, AfterValidator(_namespace)]
 
 CheckName = Literal[
     "gateway-reachable",
@@ -62,11 +119,11 @@ PRIORITY_FOR_CRITICALITY: dict[str, int] = {"Critical": 2, "Standard": 1, "Shedd
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ClusterSpec(_Strict):
-    name: DnsLabel = "igwlab"
+    name: ClusterName = "igwlab"
     api_port: int = Field(6550, ge=1024, le=65535)
 
 
@@ -176,7 +233,7 @@ class EppSpec(_Strict):
 
 
 class PoolSpec(_Strict):
-    name: DnsLabel
+    name: PoolName
     target_port: int = Field(8000, ge=1, le=65535)
     # The CRD's default; the inferencepool chart's own default (v1.4+) is FailOpen, so igwlab always sets it.
     failure_mode: FailureMode = "FailClose"
@@ -197,7 +254,7 @@ class Listener(_Strict):
 
 
 class GatewaySpec(_Strict):
-    name: DnsLabel = "inference-gateway"
+    name: GatewayName = "inference-gateway"
     listeners: list[Listener] = Field(default_factory=lambda: [Listener(name="http", port=80)], min_length=1)
 
     @model_validator(mode="after")
@@ -245,9 +302,9 @@ class Lab(_Strict):
     name: DnsLabel
     title: str
     description: str = ""
-    provider: str
-    gie_version: str | None = None
-    namespace: DnsLabel = "igwlab"
+    provider: Annotated[str, StringConstraints(min_length=1)]
+    gie_version: Version | None = None
+    namespace: Namespace = "igwlab"
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
     workload: WorkloadSpec
     pool: PoolSpec
@@ -296,7 +353,7 @@ class Lab(_Strict):
         ):
             if len(set(values)) != len(values):
                 raise ValueError(f"{label} must be unique: {values}")
-        problems = host_port_clashes(self)
+        problems = host_port_clashes(self) + name_clashes(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -329,6 +386,49 @@ def host_port_clashes(lab: Lab) -> list[str]:
     return problems
 
 
+def derived_names(lab: Lab) -> list[tuple[str, str, str]]:
+    """(kind, name, lab field) of the objects in the lab's namespace that its fields name.
+
+    Each pool's endpoint picker is the Deployment and Service `POOL-epp` (pods labelled
+    `app: POOL-epp`); its model servers the Deployment `WORKLOAD` (pods labelled `app: WORKLOAD`).
+    """
+    names: list[tuple[str, str, str]] = []
+    for index, backend in enumerate(lab.backends()):
+        prefix = "" if index == 0 else f"extra_pools.{index - 1}."
+        epp = backend.pool.name + EPP_SUFFIX
+        names.append(("Deployment", backend.workload.name, f"{prefix}workload.name"))
+        names.append(("Deployment", epp, f"{prefix}pool.name (its endpoint picker {epp})"))
+        names.append(("Service", epp, f"{prefix}pool.name (its endpoint picker {epp})"))
+    return names
+
+
+def name_clashes(lab: Lab, more: list[tuple[str, str, str]] | None = None) -> list[str]:
+    """Objects that would be created twice in the lab's namespace, each named with the fields behind it.
+
+    A workload named like a pool's endpoint picker would fight it for the Deployment, and the pool
+    would select the picker's pods. `more` adds names from elsewhere (the provider's proxy, add-ons).
+    """
+    owners: dict[tuple[str, str], str] = {}
+    problems: list[str] = []
+    for kind, name, owner in [*derived_names(lab), *(more or [])]:
+        first = owners.setdefault((kind, name), owner)
+        if first != owner:
+            problems.append(f"{owner} and {first} both make {kind} {lab.namespace}/{name}")
+    return problems
+
+
+def with_cluster_name(lab: Lab, name: str, flag: str = "--cluster") -> Lab:
+    """`lab` on the k3d cluster `name`, checked like the lab file's `cluster.name`."""
+    try:
+        cluster = ClusterSpec.model_validate({**lab.cluster.model_dump(), "name": name})
+    except ValidationError as exc:
+        problem = _describe(exc.errors()[0])[0].split(": ", 1)[-1]
+        raise UsageError(
+            f"{flag} {name!r}: {problem}", fix="use a name like my-lab (lowercase letters, digits, '-')"
+        ) from None
+    return lab.model_copy(update={"cluster": cluster})
+
+
 def slugify(name: str) -> str:
     """Turn a model name such as `Qwen/Qwen2.5-1.5B` into a Kubernetes object name."""
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
@@ -350,38 +450,78 @@ def load_presets() -> list[Lab]:
     return [load_lab_file(path) for path in sorted(presets_dir().glob("*.yaml"))]
 
 
-def load_lab(reference: str) -> Lab:
-    """Load a lab by preset name or by the path of a lab file."""
-    preset = presets_dir() / f"{reference}.yaml"
-    if "/" not in reference and "\\" not in reference and preset.is_file():
-        return load_lab_file(preset)
-    path = Path(reference).expanduser()
-    if path.is_file():
-        return load_lab_file(path)
-    raise LabNotFoundError(
-        f"no lab named {reference!r}",
-        why="--lab takes a preset name or the path of a lab file, and neither exists",
-        fix=f"presets: {', '.join(preset_names())}; `igwlab labs` lists them",
-    )
+MAX_LAB_FILE_BYTES = 1_000_000  # the presets are about 2 KB
+
+
+def load_lab(reference: str, what: str = "--lab") -> Lab:
+    """Load a lab by preset name or by the path of a lab file; `what` names where the reference came from."""
+    names = preset_names()
+    presets = f"presets: {', '.join(names)}; `igwlab labs` lists them"
+    if not reference.strip():
+        raise LabNotFoundError(f"{what} is empty", fix=presets)
+    if reference in names:
+        return load_lab_file(presets_dir() / f"{reference}.yaml")
+    shown = reference if len(reference) <= 200 else reference[:200] + "..."
+    try:
+        path = Path(reference).expanduser()
+    except RuntimeError:  # `~nosuchuser/lab.yaml`
+        path = Path(reference)
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError) as error:  # missing, a name too long, a symlink loop, a NUL byte
+        why = f"{what} takes a preset name or the path of a lab file, and neither exists"
+        if isinstance(error, OSError) and error.errno not in (errno.ENOENT, errno.ENOTDIR):
+            why = f"{what} takes a preset name or the path of a lab file; this path fails: {error.strerror}"
+        raise LabNotFoundError(f"no lab named {shown!r}", why=why, fix=presets) from None
+    if stat.S_ISDIR(mode):
+        raise LabNotFoundError(
+            f"{what} {shown!r} is a directory",
+            why=f"{what} takes a preset name or the path of one lab file",
+            fix=f"name a lab file, e.g. {path / 'my-lab.yaml'}; {presets}",
+        )
+    if not stat.S_ISREG(mode):
+        raise LabNotFoundError(
+            f"{what} {shown!r} is not a regular file", why="lab files are read whole, not streamed", fix=presets
+        )
+    return load_lab_file(path)
 
 
 def load_lab_file(path: Path) -> Lab:
     shown = str(path)
     try:
-        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        size = path.stat().st_size
+        if size > MAX_LAB_FILE_BYTES:
+            raise LabFileError(
+                shown, [f"the file is {size:,} bytes; a lab file is a few KB (at most {MAX_LAB_FILE_BYTES:,})"]
+            )
+        data = path.read_bytes()
     except OSError as exc:
         raise LabFileError(shown, [f"cannot read the file: {exc.strerror or exc}"]) from exc
-    except yaml.YAMLError as exc:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LabFileError(
+            shown,
+            [
+                f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} "
+                "(a binary file, or saved in another encoding?)"
+            ],
+        ) from None
+    try:
+        raw: Any = yamlio.load(text)
+    except yamlio.YAMLError as exc:
         raise LabFileError(shown, [f"not valid YAML: {_yaml_problem(exc)}"]) from exc
+    except RecursionError:
+        raise LabFileError(shown, ["not a lab: its YAML is nested too deeply to read"]) from None
     if not isinstance(raw, dict):
         raise LabFileError(shown, ["the file must hold a mapping of lab fields (name, provider, workload, ...)"])
     try:
         return Lab.model_validate(raw)
     except ValidationError as exc:
-        raise LabFileError(shown, [_describe(error) for error in exc.errors()]) from exc
+        raise LabFileError(shown, [line for error in exc.errors() for line in _describe(error)]) from exc
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
+def _yaml_problem(exc: yamlio.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     if mark is not None:
@@ -389,9 +529,12 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return str(problem)
 
 
-def _describe(error: Any) -> str:
-    location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+def _describe(error: Any) -> list[str]:
+    """One line per problem: `field.path: what is wrong`."""
+    location = ".".join(str(part) for part in error["loc"])
     message = str(error["msg"]).removeprefix("Value error, ")
+    if not location:  # cross-field checks name their fields themselves
+        return message.splitlines()
     if error["type"] == "extra_forbidden":
         message = "unknown field (check its spelling and indentation)"
     elif error["type"] == "missing":
@@ -399,6 +542,10 @@ def _describe(error: Any) -> str:
     elif error["type"] == "string_pattern_mismatch":
         pattern = error["ctx"]["pattern"]
         message = f"{error['input']!r} {_PATTERN_MEANING.get(pattern, f'does not match {pattern}')}"
+    elif error["type"] == "string_too_short" and error["input"] == "":
+        message = "is empty"
+    elif error["type"] == "string_too_long":
+        message = f"is {len(error['input'])} characters; at most {error['ctx']['max_length']}"
     elif error["type"] == "literal_error":
         message = f"{error['input']!r} is not allowed; expected {error['ctx']['expected']}"
-    return f"{location}: {message}"
+    return [f"{location}: {message}"]

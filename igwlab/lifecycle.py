@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from igwlab.doctor import DoctorReport, run_doctor
-from igwlab.errors import ClusterUnreachableError, IgwlabError, PrerequisiteError, UsageError
+from igwlab.errors import CannotWriteError, ClusterUnreachableError, IgwlabError, PrerequisiteError, UsageError
+from igwlab.labs import with_cluster_name
 from igwlab.mirror import Sources, resolve_sources
 from igwlab.namespaces import wait_namespaces_gone
 from igwlab.plan import Plan, build_plan
@@ -21,7 +22,7 @@ from igwlab.records import RunRecord, latest_run, private_file
 from igwlab.render import Rendered, render_lab, to_yaml
 from igwlab.runner import EventSink, RunResult, Worker
 from igwlab.selection import LabSelection, ResolvedLab, resolve_lab
-from igwlab.state import current_lab_file, read_current_lab
+from igwlab.state import current_lab_file, ensure_writable, names_recorded_lab, read_current_lab
 from igwlab.steps import CREATED_BY_IGWLAB, Fetch, KubeFactory, UpContext, kubeconfig_path
 from igwlab.tools import k3d, portforward
 from igwlab.tools.kube import KubeApi, KubernetesApi
@@ -87,12 +88,11 @@ class UpResult:
 def prepare(
     selection: LabSelection, cluster: str | None, context: str | None, mirror: Path | None = None
 ) -> tuple[ResolvedLab, Rendered, Plan]:
+    if context is not None and not context.strip():
+        raise UsageError("--context is empty", fix="name a context from `kubectl config get-contexts`")
     resolved = resolve_lab(selection)
-    if cluster:
-        lab = resolved.lab
-        resolved = replace(
-            resolved, lab=lab.model_copy(update={"cluster": lab.cluster.model_copy(update={"name": cluster})})
-        )
+    if cluster is not None:
+        resolved = replace(resolved, lab=with_cluster_name(resolved.lab, cluster))
     rendered = render_lab(resolved)
     sources = lab_sources(rendered, selection, context, mirror)
     return resolved, rendered, build_plan(rendered, context=context, sources=sources)
@@ -115,12 +115,19 @@ def prerequisites_error(doctor: DoctorReport, *, dry_run: bool = False) -> Prere
     )
 
 
-def kube_reachable(env: Environment, context: str) -> bool:
+def context_problem(env: Environment, context: str) -> str | None:
+    """None when the API server of `context` answers; else what is wrong (no such context, no DNS, refused)."""
     try:
         env.kube_factory(None, context).list_objects("v1", "Namespace")
-    except Exception:
-        return False
-    return True
+    except Exception as error:
+        from igwlab.tools.kube import explain_kube_error
+
+        return explain_kube_error(error, context)
+    return None
+
+
+def kube_reachable(env: Environment, context: str) -> bool:
+    return context_problem(env, context) is None
 
 
 def check_prerequisites(
@@ -129,7 +136,7 @@ def check_prerequisites(
     """`igwlab doctor`, as `up` runs it first: the machine, and the cluster the lab will use when it exists
     (the context's, or the k3d cluster of the lab's name, whose kubeconfig is kept in the state directory)."""
     env = env or Environment()
-    reachable = kube_reachable(env, context) if context else None
+    problem = context_problem(env, context) if context else None
 
     def open_kube() -> KubeApi:
         if context is not None:
@@ -139,7 +146,14 @@ def check_prerequisites(
         private_file(path, k3d.kubeconfig(tools, name))
         return env.kube_factory(path, None)
 
-    return run_doctor(resolved, tools, context=context, kube_reachable=reachable, open_kube=open_kube)
+    return run_doctor(
+        resolved,
+        tools,
+        context=context,
+        kube_reachable=problem is None if context else None,
+        kube_problem=problem,
+        open_kube=open_kube,
+    )
 
 
 def up(
@@ -154,6 +168,8 @@ def up(
     resolved, rendered, plan = prepared or prepare(options.selection, options.cluster, options.context, options.mirror)
     sources = lab_sources(rendered, options.selection, options.context, options.mirror)
     sources.require()  # a missing or corrupt mirror item stops here, before anything changes
+    if not options.dry_run:
+        ensure_writable()
     record = None if options.dry_run else RunRecord.create("up", resolved.lab.name)
     tools = ToolRunner(recorder=record.command if record else None, env=env.tool_env)
 
@@ -279,9 +295,20 @@ class CurrentLab:
     def context(self) -> str | None:
         return self.data.get("context")
 
+    def is_lab(self, reference: str) -> bool:
+        """Whether `reference` (a preset name or a lab file path, as `--lab` takes) names this lab."""
+        return reference == self.resolved.lab.name or names_recorded_lab(self.data, reference)
+
     def kube(self, env: Environment) -> KubeApi:
+        """The lab's cluster; failing to reach it is an igwlab error that says why (exit 3)."""
+        from igwlab.tools.kube import explained, explained_call
+
         kubeconfig = self.data.get("kubeconfig")
-        return env.kube_factory(Path(kubeconfig) if kubeconfig else None, self.context)
+        where = f"context {self.context}" if self.context else f"the k3d cluster {self.data.get('cluster')}"
+        api = explained_call(
+            self.context, where, env.kube_factory, Path(kubeconfig) if kubeconfig else None, self.context
+        )
+        return explained(api, self.context, where)
 
     def helm_target(self) -> list[str]:
         if self.context:
@@ -295,6 +322,7 @@ def current_lab() -> CurrentLab:
         raise UsageError(
             "no lab is up", why=f"{current_lab_file()} does not exist", fix="bring one up with `igwlab up`"
         )
+    _check_record(data)
     selection = data.get("selection") or {}
     reference = data.get("lab_file") or data["lab"]
     resolved, rendered, plan = prepare(
@@ -308,6 +336,34 @@ def current_lab() -> CurrentLab:
         data.get("context"),
     )
     return CurrentLab(data, resolved, rendered, plan)
+
+
+_RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "lab": (str,),
+    "lab_file": (str, type(None)),
+    "selection": (dict, type(None)),
+    "cluster": (str, type(None)),
+    "context": (str, type(None)),
+    "kubeconfig": (str, type(None)),
+    "url": (str, type(None)),
+    "port_forward": (dict, type(None)),
+}
+
+
+def _check_record(data: dict[str, Any]) -> None:
+    """What `up` recorded, in the shape it writes; a damaged file is named, not a crash."""
+    damaged = [
+        name
+        for name, types in _RECORD_FIELDS.items()
+        if (name == "lab" and name not in data) or not isinstance(data.get(name), types)
+    ]
+    if damaged:
+        raise UsageError(
+            f"the record of the lab that is up, {current_lab_file()}, is damaged ({', '.join(damaged)})",
+            why="igwlab wrote it at `up`; something changed it since",
+            fix="run `igwlab up` again with the same flags to rewrite it, or delete the file "
+            "(and then a k3d cluster it made with `k3d cluster delete NAME`)",
+        )
 
 
 def status(env: Environment | None = None) -> dict[str, Any]:
@@ -376,6 +432,7 @@ def teardown(
     env = env or Environment()
     say = on_event or (lambda _: None)
     current = current_lab()
+    ensure_writable()
     record = RunRecord.create("teardown", current.resolved.lab.name)
     tools = ToolRunner(recorder=record.command, env=env.tool_env)
     removed: list[str] = []
@@ -512,7 +569,14 @@ def diagnose(out: Path | None, env: Environment | None = None) -> Path:
     run = Path(data["run"]) if data and data.get("run") else latest_run("up")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = out or Path(f"igwlab-diagnose-{stamp}.tar.gz")
-    with tarfile.open(target, "w:gz") as archive:
+    try:
+        archive_file = tarfile.open(target, "w:gz")  # noqa: SIM115 - closed by the with below; only opening may fail here
+    except OSError as error:
+        raise CannotWriteError(
+            f"cannot write {target}: {error.strerror or error}",
+            fix="pass --out with a file in a directory you can write, e.g. --out /tmp/igwlab-diagnose.tar.gz",
+        ) from None
+    with archive_file as archive:
         if run is not None and run.is_dir():
             archive.add(run, arcname=f"run/{run.name}")
         notes: list[str] = []

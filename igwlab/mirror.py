@@ -290,9 +290,17 @@ class Mirror:
         """Read `root/mirror.yaml`; UsageError (exit 2) when it exists but is not a valid index."""
         root = Path(root).expanduser()
         path = root / INDEX_NAME
-        if root.exists() and not root.is_dir():
+        try:
+            not_a_dir = root.exists() and not root.is_dir()
+            indexed = path.is_file()
+        except OSError as error:  # a name too long, a symlink loop
+            raise UsageError(
+                f"cannot use mirror {str(root)[:200]}: {error.strerror or error}",
+                fix="pass the directory `igwlab mirror save` wrote",
+            ) from None
+        if not_a_dir:
             raise UsageError(f"mirror {root} is not a directory", fix="pass the directory `igwlab mirror save` wrote")
-        if not path.is_file():
+        if not indexed:
             return cls(root, Index(), False)
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -936,7 +944,7 @@ def save(
     Mirror.open(mirror_dir)  # refuse an unreadable index before fetching anything
     try:
         return _save(rendered, mirror_dir, images, refresh, fetcher, on_event or (lambda _: None))
-    except OSError as error:
+    except OSError as error:  # like `render --out` and `diagnose --out`: exit 2, "cannot write"
         raise CannotWriteError(
             f"cannot write the mirror {mirror_dir}: {error.strerror or error}",
             why=f"{error.filename}" if error.filename else None,

@@ -13,11 +13,19 @@ from igwlab.catalog import (
     GieRelease,
     Simulator,
     Stack,
+    check_version,
     load_catalog,
-    normalize_version,
 )
-from igwlab.errors import UnsupportedCombinationError, UsageError
-from igwlab.labs import DEFAULT_PROVIDER, PRESET_SUFFIX, Lab, WorkloadKind, load_lab, preset_names
+from igwlab.errors import InvalidLabError, LabFileError, UnsupportedCombinationError, UsageError
+from igwlab.labs import (
+    DEFAULT_PROVIDER,
+    PRESET_SUFFIX,
+    Lab,
+    WorkloadKind,
+    load_lab,
+    name_clashes,
+    preset_names,
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,8 @@ class LabSelection:
     workload: WorkloadKind | None = None
     gie_version: str | None = None
     addons: tuple[str, ...] = ()
+    # How the user named the lab, for messages: the --lab flag, or the LAB argument of `labs show`.
+    lab_flag: str = "--lab"
 
 
 @dataclass(frozen=True)
@@ -65,12 +75,22 @@ class ResolvedLab:
 
 
 def resolve_lab(selection: LabSelection, catalog: Catalog | None = None) -> ResolvedLab:
+    """The lab, its stack and the overrides the flags made; refuses a lab that cannot work (exit 2).
+
+    Besides the lab file's own checks (igwlab/labs.py), this refuses names that clash once the stack
+    is known: the provider's proxy, add-on releases and the inferencepool chart's objects.
+    """
     catalog = catalog or load_catalog()
+    if selection.provider is not None and not selection.provider.strip():
+        raise UsageError("--provider is empty", fix=f"providers: {', '.join(sorted(catalog.providers))}")
     lab = _pick_lab(selection, catalog)
     overrides: list[str] = []
+    lab_file = _lab_file(selection)
+    gie_source = f"gie_version in {lab_file}" if lab_file else f"the gie_version of preset {lab.name}"
 
     if selection.gie_version is not None:
-        wanted = normalize_version(selection.gie_version)
+        gie_source = "--gie-version"
+        wanted = check_version(selection.gie_version)
         if wanted != lab.gie_version:
             overrides.append(f"GIE version {lab.gie_version or 'default'} -> {wanted}")
         lab = lab.model_copy(update={"gie_version": wanted})
@@ -86,7 +106,7 @@ def resolve_lab(selection: LabSelection, catalog: Catalog | None = None) -> Reso
             lab = lab.model_copy(update={"addons": [*lab.addons, addon]})
             overrides.append(f"with {addon}")
 
-    stack = catalog.stack_for(lab.provider, lab.gie_version)
+    stack = catalog.stack_for(lab.provider, lab.gie_version, source=gie_source)
     if lab.gie_version is None:
         lab = lab.model_copy(update={"gie_version": stack.gie_version})
     if "litellm" in lab.addons and stack.proxy.service is None:
@@ -97,12 +117,60 @@ def resolve_lab(selection: LabSelection, catalog: Catalog | None = None) -> Reso
         )
     resolved = ResolvedLab(lab=lab, stack=stack, catalog=catalog, overrides=tuple(overrides))
     _check_era_support(resolved)
+    _check_names(resolved, selection)
     return resolved
+
+
+def stack_names(resolved: ResolvedLab) -> list[tuple[str, str, str]]:
+    """(kind, name, why) of what the stack's charts and controllers create in the lab's namespace."""
+    lab, stack = resolved.lab, resolved.stack
+    names: list[tuple[str, str, str]] = []
+    proxy = stack.proxy
+    if proxy.namespace is None:
+        owner = f"gateway.name (the {lab.provider} proxy for Gateway {lab.gateway.name})"
+        if proxy.deployment:
+            names.append(("Deployment", proxy.deployment.format(gateway=lab.gateway.name), owner))
+        if proxy.service:
+            names.append(("Service", proxy.service.format(gateway=lab.gateway.name), owner))
+    if resolved.gie.epp.install == "chart":
+        for index, backend in enumerate(lab.backends()):
+            field = "pool.name" if index == 0 else f"extra_pools.{index - 1}.pool.name"
+            names.append(("Helm release", backend.pool.name, f"{field} (the inferencepool chart's release)"))
+    if lab.extra_pools and stack.model_routing == "body-based-routing":
+        names.append(("Helm release", "body-based-router", "body-based routing between the pools"))
+    for addon in lab.addons:
+        for pin in resolved.catalog.addons[addon].releases:
+            if pin.namespace:
+                continue
+            names.append(("Helm release", pin.name, f"the {addon} add-on"))
+            names += [("Deployment", deployment, f"the {addon} add-on") for deployment in pin.wait_deployments]
+    return names
+
+
+def _check_names(resolved: ResolvedLab, selection: LabSelection) -> None:
+    problems = name_clashes(resolved.lab, stack_names(resolved))
+    if not problems:
+        return
+    where = _lab_file(selection)
+    if where is not None:
+        raise LabFileError(where, problems, fix="rename one of each pair in the lab file")
+    raise InvalidLabError(
+        f"lab {resolved.lab.name} cannot work with these options:\n" + "\n".join(f"  - {p}" for p in problems),
+        fix="copy the preset from labs/, rename one of each pair, and pass the file with --lab",
+    )
+
+
+def _lab_file(selection: LabSelection) -> str | None:
+    """The lab file the user named, or None for a preset (or no --lab)."""
+    reference = selection.lab
+    if reference is None or ("/" not in reference and "\\" not in reference and reference in preset_names()):
+        return None
+    return reference
 
 
 def _pick_lab(selection: LabSelection, catalog: Catalog) -> Lab:
     if selection.lab is not None:
-        lab = load_lab(selection.lab)
+        lab = load_lab(selection.lab, selection.lab_flag)
         if selection.provider is not None and selection.provider != lab.provider:
             raise UsageError(
                 f"lab {lab.name!r} is for provider {lab.provider!r}, not {selection.provider!r}",

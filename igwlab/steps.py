@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from igwlab import gates as g
+from igwlab import yamlio
 from igwlab.errors import IgwlabError, StepTimeoutError
 from igwlab.mirror import Sources, normalize_image
 from igwlab.namespaces import is_terminating, wait_namespaces_gone
@@ -288,7 +287,7 @@ class StepAction:
     def _apply_crds(self) -> None:
         kube = self.ctx.kube()
         for url in self.step.urls:
-            for document in yaml.safe_load_all(self.ctx.crds_text(url)):
+            for document in yamlio.load_all(self.ctx.crds_text(url)):
                 if document:
                     self._check_cancel()
                     kube.apply(document)

@@ -353,7 +353,7 @@ def troubleshooting_page() -> str:
         "output), the events of the lab's namespaces, the lab's objects and pods as the cluster has them, pod "
         "logs and Helm status. Fix the cause and run "
         "`igwlab up` again: it continues where it stopped. An API server that stops answering (refused, or "
-        "silent for 30 s) ends any command at once with exit 1, naming the server; a pod that cannot start "
+        "silent for 30 s) ends any command at once with exit 3, naming the server; a pod that cannot start "
         "(CrashLoopBackOff, an image that does not exist, a missing Secret, requests no node can hold) ends "
         "`up` at once with exit 1, naming the pod and its reason; what may still clear (a failing readiness "
         "probe, a Gateway not Programmed, a namespace still Terminating) is waited for until `--timeout`, "
@@ -378,6 +378,9 @@ def cli_page() -> str:
         out.append(f"## igwlab {' '.join(path)}\n\n")
         out.append(_code("text", command.get_usage(ctx).removeprefix("Usage: ").strip()) + "\n")
         out.append((command.help or "").strip() + "\n\n")
+        lines = [line.strip() for line in (command.epilog or "").splitlines() if line.strip().startswith("igwlab")]
+        if lines:
+            out.append("Examples:\n\n" + _code("bash", "\n".join(lines)) + "\n")
         rows = []
         for param in command.params:
             if param.param_type_name == "option":

@@ -42,6 +42,14 @@ def cli() -> CliRunner:
     return CliRunner(env={"COLUMNS": "200"})
 
 
+@pytest.fixture
+def host_ports_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For `up --dry-run` of a preset under fake tools: the preset's host ports (8080, 6550) belong to
+    whatever else runs on this shared machine, and a dry run reports busy ports as not ok (exit 3).
+    The port check itself is tested on its own; here the fake Docker owns the host's ports."""
+    monkeypatch.setattr("igwlab.doctor.port_in_use", lambda port: False)
+
+
 @pytest.fixture(scope="session")
 def real_binaries(request: pytest.FixtureRequest) -> None:
     """The real binaries of the `realcluster`/`realpicker` tests, built into the testbin cache when absent

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,6 +15,7 @@ from typer.testing import CliRunner, Result
 from igwlab.cli.app import app
 from igwlab.render import Rendered, render_lab
 from igwlab.selection import LabSelection, resolve_lab
+from igwlab.sim.process import RunningSim
 
 
 def invoke(runner: CliRunner, *args: str) -> Result:
@@ -49,18 +50,27 @@ def find(rendered: Rendered, kind: str) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def requests_in_flight(url: str, model: str, count: int, settle_s: float = 0.2) -> Iterator[None]:
-    """`count` completions sent at once from threads; the block runs while they are in flight."""
+def requests_in_flight(sim: RunningSim, model: str, count: int, timeout_s: float = 60) -> Iterator[None]:
+    """`count` completions sent at once from threads; the block runs once the simulator holds every one
+    of them (running or waiting in its queue) — an event, not a guess at how long that takes."""
     body = {"model": model, "prompt": "p", "max_tokens": 1}
     threads = [
-        threading.Thread(target=httpx.post, args=(f"{url}/v1/completions",), kwargs={"json": body, "timeout": 10})
+        threading.Thread(target=httpx.post, args=(f"{sim.url}/v1/completions",), kwargs={"json": body, "timeout": 60})
         for _ in range(count)
     ]
     for thread in threads:
         thread.start()
-    time.sleep(settle_s)
     try:
+        wait_until(lambda: sim.state.running + sim.state.waiting >= count, timeout_s, f"{count} requests in flight")
         yield
     finally:
         for thread in threads:
             thread.join()
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Return as soon as `condition()` holds; fail naming `what` after `timeout_s` (a bound, not a guess)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout_s:.0f}s"
+        time.sleep(0.005)

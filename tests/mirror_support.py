@@ -16,7 +16,7 @@ with the real `helm` against them:
   distribution API so `helm pull oci://...` runs helm's real OCI code, with --plain-http since it
   serves no TLS).
 - Images (only with images=True): `docker pull`/`docker save` cannot run here (no Docker engine), so a
-  fake `docker` first on PATH (igwlab.testing.faketools) writes a small archive per image.
+  fake `docker` first on PATH (doubles.faketools) writes a small archive per image.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ from typing import Any
 
 import testbin
 import yaml
+from doubles.faketools import FakeTools
 
 from igwlab.mirror import Artifact, Fetcher, SaveReport, lab_artifacts, save
 from igwlab.render import Rendered, render_lab
 from igwlab.selection import LabSelection, resolve_lab
-from igwlab.testing.faketools import FakeTools
 from igwlab.tools.proc import ToolRunner
 
 TESTS = Path(__file__).resolve().parent

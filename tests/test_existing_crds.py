@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import testbin
 import yaml
+from doubles.fakecluster import FakeCluster, crd_manifest
+from doubles.world import lab_world
 from kwokcluster import KwokCluster
 
 from igwlab.catalog import load_catalog
@@ -20,8 +22,6 @@ from igwlab.crds import GATEWAY_CHANNEL_ANNOTATION, GATEWAY_VERSION_ANNOTATION, 
 from igwlab.errors import ExitCode, PrerequisiteError
 from igwlab.lifecycle import Environment, check_prerequisites, up
 from igwlab.selection import LabSelection, resolve_lab
-from igwlab.testing.fakecluster import FakeCluster, crd_manifest
-from igwlab.testing.world import lab_world
 from igwlab.tools.kube import KubernetesApi
 from igwlab.tools.proc import ToolRunner
 

@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
+from doubles.fakecluster import FakeCluster
+from doubles.faketools import HEALTHY_DOCKER, FakeTools
+from doubles.world import lab_world
 
 from igwlab import gates as g
 from igwlab.catalog import load_catalog
@@ -19,9 +22,6 @@ from igwlab.doctor import run_doctor
 from igwlab.errors import IgwlabError, StepTimeoutError
 from igwlab.lifecycle import up
 from igwlab.selection import LabSelection, resolve_lab
-from igwlab.testing.fakecluster import FakeCluster
-from igwlab.testing.faketools import HEALTHY_DOCKER, FakeTools
-from igwlab.testing.world import lab_world
 from igwlab.tools.proc import ToolRunner
 
 NS = "igwlab"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from doubles.world import free_port, lab_world
 from typer.testing import CliRunner
 
 from igwlab.errors import ExitCode, PrerequisiteError
 from igwlab.lifecycle import up
-from igwlab.testing.world import free_port, lab_world
 from igwlab.tools.k3d import host_ports
 
 

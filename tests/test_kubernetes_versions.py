@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from charts import template, template_error
+from doubles.world import lab_world
 from helpers import render
 
 from igwlab.catalog import Stack, load_catalog, minor_tuple, version_tuple
@@ -15,7 +16,6 @@ from igwlab.errors import ExitCode, PrerequisiteError
 from igwlab.lifecycle import up
 from igwlab.plan import build_plan
 from igwlab.selection import LabSelection, resolve_lab
-from igwlab.testing.world import lab_world
 
 CATALOG = load_catalog()
 STACKS = [(provider, stack) for provider, stack in CATALOG.all_stacks()]

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
+from doubles.faketools import FakeTools
 from helpers import invoke, json_data
 from typer.testing import CliRunner
 
 from igwlab.errors import ExitCode
-from igwlab.testing.faketools import FakeTools
 
 
 @pytest.fixture
@@ -32,6 +32,7 @@ def test_up_without_docker_exits_3_quickly_naming_docker(cli: CliRunner, fakes: 
     assert not [c for c in fakes.calls("k3d") if c[1:3] == ["cluster", "create"]]
 
 
+@pytest.mark.usefixtures("host_ports_free")
 def test_up_dry_run_prints_the_plan_and_changes_nothing(cli: CliRunner, fakes: FakeTools) -> None:
     result = invoke(cli, "up", "--dry-run", "--lab", "kv-cache-aware")
     assert result.exit_code == 0, result.stderr

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import yaml
 from conftest import REPO
+from doubles.world import free_port
 from fakegw import GatewayBehaviour, running_gateway
 from helpers import find, invoke, json_data, render
 from typer.testing import CliRunner
@@ -25,7 +26,6 @@ from typer.testing import CliRunner
 from igwlab.render import litellm_config
 from igwlab.selection import LabSelection, resolve_lab
 from igwlab.sim import SimConfig, running_sim
-from igwlab.testing.world import free_port
 
 LORAS = ("fake-llm-lora-a", "fake-llm-lora-b")
 

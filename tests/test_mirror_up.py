@@ -1,7 +1,7 @@
 """`up --mirror`, `plan --mirror`: CRDs and charts only from the mirror, verified, images imported on k3d.
 
 The mirror is assembled with the real helm from ../shared/upstream (tests/mirror_support.py). `up` runs
-against the fake k3d/helm/docker executables and the in-memory cluster (igwlab/testing): installing the
+against the fake k3d/helm/docker executables and the in-memory cluster (tests/doubles): installing the
 mirrored charts with the real helm needs a real API server, which the real-cluster suite provides.
 Images come from a fake `docker` (no Docker engine here) and go in with a fake `k3d image import`.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from doubles.world import lab_world
 from helpers import envelope, invoke, json_data
 from mirror_support import assemble_mirror
 from typer.testing import CliRunner
@@ -25,7 +26,6 @@ from igwlab.lifecycle import up
 from igwlab.mirror import INDEX_NAME, MirrorError, lab_artifacts
 from igwlab.render import render_lab
 from igwlab.selection import LabSelection, resolve_lab
-from igwlab.testing.world import lab_world
 
 
 @pytest.fixture(scope="module")
@@ -146,11 +146,12 @@ def test_plan_shows_where_each_artifact_comes_from(cli: CliRunner, mirror: Path)
     assert "MISSING from the mirror" in flat
 
 
+@pytest.mark.usefixtures("host_ports_free")
 def test_up_dry_run_with_igwlab_mirror_describes_mirror_files(
     cli: CliRunner, mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from igwlab.testing.faketools import FakeTools
-    from igwlab.testing.world import free_port, write_lab
+    from doubles.faketools import FakeTools
+    from doubles.world import free_port, write_lab
 
     fakes = FakeTools.install(tmp_path / "fake")
     monkeypatch.setenv("PATH", fakes.env()["PATH"])

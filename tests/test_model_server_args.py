@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 import testbin
+from doubles.world import free_port
 from helpers import find, render
 
 from igwlab.labs import preset_names
 from igwlab.render.model_servers import simulator_args
 from igwlab.render.pools import pools
-from igwlab.testing.world import free_port
 
 BUILT = {tool.version for tool in testbin.tools_with_binary("llm-d-inference-sim")}
 LABS = [

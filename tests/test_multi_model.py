@@ -10,6 +10,7 @@ from typing import Any
 import charts
 import pytest
 import yaml
+from doubles.world import lab_world
 from fakegw import GatewayBehaviour, running_gateway
 from helpers import find, invoke, json_data, render
 from typer.testing import CliRunner
@@ -18,7 +19,6 @@ from igwlab.labs import load_lab
 from igwlab.lifecycle import TeardownOptions, teardown, up
 from igwlab.plan import build_plan
 from igwlab.sim import SimConfig, running_sim
-from igwlab.testing.world import lab_world
 
 
 def test_each_pool_gets_its_own_workload_epp_and_route_rule() -> None:

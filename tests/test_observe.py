@@ -10,14 +10,15 @@ from igwlab.sim import SimConfig, running_sim
 
 
 def test_top_once_json_shows_queues_and_adapters_under_load(cli: CliRunner) -> None:
-    config = SimConfig(port=0, loras=("lora-x",), pod_name="busy", max_num_seqs=2, time_to_first_token_ms=400)
+    # Two rounds of 2 s: `top` scrapes within the first, however long the machine takes to send the four.
+    config = SimConfig(port=0, loras=("lora-x",), pod_name="busy", max_num_seqs=2, time_to_first_token_ms=2000)
     with running_sim(config) as busy, running_sim(SimConfig(port=0, pod_name="idle")) as idle:
         urls = ["--url", f"busy={busy.url}", "--url", f"idle={idle.url}"]
-        with requests_in_flight(busy.url, "lora-x", 5):
+        with requests_in_flight(busy, "lora-x", 4):
             result = invoke(cli, "top", *urls, "--once", "--json")
     assert result.exit_code == 0, result.stderr
     pods = {pod["pod"]: pod for pod in json_data(result, "top")["pods"]}
-    assert pods["busy"]["running"] == 2 and pods["busy"]["waiting"] == 3
+    assert pods["busy"]["running"] == 2 and pods["busy"]["waiting"] == 2
     assert pods["busy"]["running_loras"] == "lora-x" and pods["busy"]["max_lora"] == "2"
     assert pods["idle"]["running"] == 0 and pods["idle"]["requests_served"] == 0
 
@@ -37,8 +38,9 @@ def test_top_json_needs_once(cli: CliRunner) -> None:
 def test_top_reads_lab_pods_through_the_pod_proxy() -> None:
     import asyncio
 
+    from doubles.fakecluster import FakeCluster
+
     from igwlab.catalog import load_catalog
-    from igwlab.testing.fakecluster import FakeCluster
 
     cluster = FakeCluster(load_catalog().stack_for("agentgateway"))
     cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "igwlab"}})

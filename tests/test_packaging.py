@@ -26,6 +26,11 @@ def test_wheel_ships_labs_and_manifests_and_works_outside_the_repo(tmp_path: Pat
     assert "igwlab/_data/labs/kgateway-fake-llm.yaml" in names
     assert "igwlab/_data/manifests/gateway/httproute.yaml.j2" in names
     assert "igwlab/catalog.yaml" in names
+    # Test doubles (fake tools, the in-memory cluster) and the test harness stay out of the wheel.
+    doubles = [
+        n for n in names if n.startswith(("igwlab/testing/", "tests/")) or "fakecluster" in n or "faketools" in n
+    ]
+    assert not doubles, doubles
 
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)

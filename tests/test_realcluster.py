@@ -8,6 +8,7 @@ Stood in (see standin.py and dataplane.py): the gateway controller and the conta
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,15 @@ def test_preset_up_status_rerun_verify_teardown(preset: str, real_mirror: Path, 
         assert shown["lab"] == preset and shown["status"] == "up" and shown["context"] == lab.cluster.context
         assert all(obj["exists"] for obj in shown["objects"]), [o for o in shown["objects"] if not o["exists"]]
         assert all(release["deployed"] for release in shown["releases"]), shown["releases"]
+        # Objects igwlab renders are server-side applied under its own field manager.
+        routes = json.loads(lab.cluster.kubectl("get", "httproutes", "-A", "-o", "json"))["items"]
+        assert routes and all(
+            {"manager": "igwlab", "operation": "Apply"}.items() <= entry.items()
+            for route in routes
+            for entry in route["metadata"]["managedFields"]
+            if entry["manager"] == "igwlab"
+        ), [route["metadata"]["managedFields"] for route in routes]
+        assert all(any(e["manager"] == "igwlab" for e in r["metadata"]["managedFields"]) for r in routes)
 
         again = lab.igwlab("up", "--lab", preset, "--json")
         assert again.returncode == 0, again.output

@@ -9,10 +9,10 @@ import time
 import httpx
 import openai
 import pytest
+from doubles.world import free_port
 from helpers import requests_in_flight
 
 from igwlab.sim import SimConfig, running_sim
-from igwlab.testing.world import free_port
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +83,9 @@ def _metric(text: str, name: str) -> float:
 
 
 def test_queue_and_lora_gauges_move_under_load() -> None:
-    config = SimConfig(port=0, loras=("lora-x",), max_num_seqs=1, time_to_first_token_ms=300)
+    config = SimConfig(port=0, loras=("lora-x",), max_num_seqs=1, time_to_first_token_ms=1000)
     with running_sim(config) as server:
-        with requests_in_flight(server.url, "lora-x", 3, settle_s=0.15):
+        with requests_in_flight(server, "lora-x", 3):
             metrics = httpx.get(f"{server.url}/metrics").text
         after = httpx.get(f"{server.url}/metrics").text
     assert _metric(metrics, "vllm:num_requests_running") == 1
@@ -95,7 +95,8 @@ def test_queue_and_lora_gauges_move_under_load() -> None:
     # Labelled by the base model, LoRA requests too, as vLLM and llm-d-inference-sim v0.10.2 do.
     assert 'vllm:request_success_total{model_name="fake-llm",finish_reason="length"} 3' in after
     assert _metric(after, "vllm:time_to_first_token_seconds_count") == 3
-    assert 'vllm:time_to_first_token_seconds_bucket{model_name="fake-llm",le="0.5"} 3' in after
+    assert 'vllm:time_to_first_token_seconds_bucket{model_name="fake-llm",le="0.75"} 0' in after
+    assert 'vllm:time_to_first_token_seconds_bucket{model_name="fake-llm",le="1.0"} 3' in after
     assert _metric(after, "vllm:request_queue_time_seconds_sum") > 0, "two of them waited for the one slot"
 
 

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from doubles.faketools import HEALTHY_DOCKER
+from doubles.world import lab_world
 
 from igwlab.errors import ExitCode, PrerequisiteError
 from igwlab.lifecycle import TeardownOptions, diagnose, status, teardown, up
 from igwlab.state import read_current_lab
-from igwlab.testing.faketools import HEALTHY_DOCKER
-from igwlab.testing.world import lab_world
 
 
 @pytest.fixture(autouse=True)
@@ -219,27 +219,6 @@ def test_no_shell_strings_anywhere() -> None:
         ToolRunner().run("k3d cluster list", timeout=5)  # type: ignore[arg-type]
 
 
-def test_up_status_and_teardown_through_the_real_kubernetes_client(tmp_path: Path) -> None:
-    """KubernetesApi (the `kubernetes` client) against an API server speaking HTTP on 127.0.0.1."""
-    from dataclasses import replace
-
-    from igwlab.lifecycle import real_kube
-    from igwlab.testing.apiserver import running_apiserver
-
-    with lab_world(tmp_path, preset="agentgateway-fake-llm") as world, running_apiserver(world.cluster) as (api, url):
-        world.tools.configure(kubeconfig_server=url)
-        env = replace(world.env, kube_factory=real_kube)
-        result = up(world.options(), env)
-        assert result.run.ok, result.run.error
-        report = status(env)
-        teardown(TeardownOptions(), env)
-    applies = [r for r in api.requests if r.method == "PATCH"]
-    assert applies and all(r.content_type.startswith("application/apply-patch+yaml") for r in applies)
-    assert all(r.query.get("fieldManager") == "igwlab" and r.query.get("force") == "true" for r in applies)
-    assert any("/apis/gateway.networking.k8s.io/v1/namespaces/igwlab/httproutes/llm-route" in r.path for r in applies)
-    assert all(row["exists"] for row in report["objects"]), report["objects"]
-
-
 def test_verify_reads_route_pool_and_epp_status_from_the_lab_that_is_up(tmp_path: Path) -> None:
     from igwlab.verify.run import VerifyOptions, verify
 
@@ -375,9 +354,10 @@ def test_every_pool_running_vllm_gets_the_hf_token_secret(tmp_path: Path, monkey
 def test_doctor_warns_when_vllm_downloads_from_hugging_face_without_a_token(
     token: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    from doubles.faketools import FakeTools
+
     from igwlab.doctor import run_doctor
     from igwlab.selection import LabSelection, resolve_lab
-    from igwlab.testing.faketools import FakeTools
     from igwlab.tools.proc import ToolRunner
 
     if token is None:
@@ -420,16 +400,44 @@ def test_an_api_server_that_refuses_or_hangs_is_named_not_waited_on_for_ever(
         refused = free.getsockname()[1]
     with pytest.raises(ClusterUnreachableError) as caught:
         kube_module.KubernetesApi(str(_kubeconfig(tmp_path, refused)), "ctx").list_objects("v1", "Namespace")
-    assert caught.value.what == f"the Kubernetes API server at http://127.0.0.1:{refused} does not answer"
-    assert "Connection refused" in str(caught.value.why) and caught.value.exit_code == ExitCode.FAILED
+    assert caught.value.what == f"nothing accepts connections at the API server of context ctx (127.0.0.1:{refused})"
+    assert caught.value.exit_code == ExitCode.PREREQUISITES and "continues where it stopped" in str(caught.value.fix)
 
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
+        port = silent.getsockname()[1]
         started = time.monotonic()
         with pytest.raises(ClusterUnreachableError) as caught:
-            kube_module.KubernetesApi(str(_kubeconfig(tmp_path, silent.getsockname()[1])), "ctx").get(
-                "v1", "Namespace", "igwlab"
-            )
+            kube_module.KubernetesApi(str(_kubeconfig(tmp_path, port)), "ctx").get("v1", "Namespace", "igwlab")
         assert time.monotonic() - started < 15
-    assert "no answer within 1s" in str(caught.value.why)
+    assert caught.value.what == f"the API server of context ctx (127.0.0.1:{port}) did not answer within 1s"
+
+
+def test_verify_load_and_top_take_the_lab_from_the_file_that_is_up(tmp_path: Path) -> None:
+    """`up --lab ./my-lab.yaml` with a name that is no preset: verify and load must read the lab from the
+    file `up` recorded, not look for a preset of that name; `top --lab` accepts the file's path."""
+    import yaml
+    from helpers import invoke, json_data
+    from typer.testing import CliRunner
+
+    from igwlab.lifecycle import current_lab
+    from igwlab.verify.run import VerifyOptions, verify
+
+    with lab_world(tmp_path) as world:
+        data = yaml.safe_load(world.lab_file.read_text())
+        data["name"] = "my-picker-lab"
+        lab_file = tmp_path / "my-picker-lab.yaml"
+        lab_file.write_text(yaml.safe_dump(data))
+        options = world.options()
+        options = type(options)(**{**vars(options), "selection": type(options.selection)(lab=str(lab_file))})
+        assert up(options, world.env).run.ok
+        report = verify(VerifyOptions(requests=10), world.env)
+        load = invoke(CliRunner(), "load", "--rps", "5", "--duration", "1s", "--json")
+        current = current_lab()
+    reachable = next(check for check in report.checks if check.name == "gateway-reachable")
+    assert reachable.status == "pass", reachable
+    assert load.exit_code == 0, load.stdout
+    assert json_data(load, "load")["stages"][0]["succeeded"] == 5
+    assert current.is_lab("my-picker-lab") and current.is_lab(str(lab_file))
+    assert not current.is_lab("kgateway-fake-llm") and not current.is_lab(str(tmp_path / "other.yaml"))

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from doubles.world import free_port
 from fakegw import GatewayBehaviour, running_gateway
 from helpers import invoke, json_data
 from typer.testing import CliRunner
 
 from igwlab.labs import load_lab
 from igwlab.sim import SimConfig, running_sim
-from igwlab.testing.world import free_port
 
 KGATEWAY = load_lab("kgateway-fake-llm")
 LORAS = ("fake-llm-lora-a", "fake-llm-lora-b")

@@ -25,7 +25,7 @@ from igwlab.cli import (
     sim_cmd,
     verify_cmd,
 )
-from igwlab.cli.output import crash, invocation, print_envelope
+from igwlab.cli.output import crash, invocation, print_envelope, stderr, stdout
 
 
 def _command_path(group: Any, argv: Sequence[str]) -> str:
@@ -62,6 +62,9 @@ class IgwlabGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
+        # Consoles read the terminal's width and NO_COLOR when made: make them afresh for each run.
+        stdout.cache_clear()
+        stderr.cache_clear()
         invocation.command = _command_path(self, argv)
         invocation.argv = argv
         json_output = _json_requested(argv)
@@ -69,8 +72,12 @@ class IgwlabGroup(TyperGroup):
             code = super().main(
                 args=argv, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra
             )
-        except typer.TyperException as error:  # the parser refused a flag or an argument: exit 2
-            code = _parser_error(error, json_output)
+        except typer.TyperException as error:
+            if type(error).__name__ == "NoArgsIsHelpError":  # a bare command group: its help, as a success
+                print(error.ctx.get_help())  # type: ignore[attr-defined]
+                code = 0
+            else:  # the parser refused a flag or an argument: exit 2
+                code = _parser_error(error, json_output)
         except typer.Abort:
             print("aborted: nothing was changed", file=sys.stderr)
             code = 1
@@ -83,19 +90,37 @@ class IgwlabGroup(TyperGroup):
 
 
 def _parser_error(error: typer.TyperException, json_output: bool) -> int:
+    """A flag or argument the parser refused: the igwlab error format on stderr (and the envelope)."""
     from igwlab.result import usage_failure
 
     command = invocation.command
     message = error.format_message() if hasattr(error, "format_message") else str(error)
+    # Typer validates through pydantic, whose messages start with "Value error, ".
+    message = message.replace("Value error, ", "")
+    hint = f"`{' '.join(['igwlab', *command.split(), '-h'])}` lists the options and the values they take"
     if json_output:
-        print_envelope(usage_failure(command, message, f"igwlab {command} --help".replace("  ", " "), error.exit_code))
-    show = getattr(error, "show", None)
-    if callable(show):
-        show()
-    else:
-        print(f"Error: {message}", file=sys.stderr)
+        print_envelope(usage_failure(command, message, hint, error.exit_code))
+    print(f"error: {message}\nnext: {hint}", file=sys.stderr)
     return int(error.exit_code)
 
+
+def _keep_words_whole() -> None:
+    """Help text wraps at spaces only: `agentgateway-fake-llm` and URLs are never split at a hyphen."""
+    try:
+        from typer._click import _textwrap
+    except ImportError:  # another Typer layout: its default wrapping still works
+        return
+    base = _textwrap.TextWrapper
+
+    class WholeWords(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["break_on_hyphens"] = False
+            super().__init__(*args, **kwargs)
+
+    _textwrap.TextWrapper = WholeWords  # type: ignore[misc]
+
+
+_keep_words_whole()
 
 app = typer.Typer(
     name="igwlab",
@@ -111,24 +136,24 @@ app = typer.Typer(
         "Examples:  igwlab up --provider kgateway  ·  igwlab verify  ·  igwlab teardown --yes  ·  "
         "igwlab up --context my-cluster --lab kv-cache-aware"
     ),
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.command("up")(lifecycle_cmds.up)
-app.command("status")(lifecycle_cmds.status)
-app.command("teardown")(lifecycle_cmds.teardown)
-app.command("doctor")(lifecycle_cmds.doctor)
-app.command("diagnose")(lifecycle_cmds.diagnose)
+app.command("up", epilog=lifecycle_cmds.UP_EXAMPLES)(lifecycle_cmds.up)
+app.command("status", epilog=lifecycle_cmds.STATUS_EXAMPLES)(lifecycle_cmds.status)
+app.command("teardown", epilog=lifecycle_cmds.TEARDOWN_EXAMPLES)(lifecycle_cmds.teardown)
+app.command("doctor", epilog=lifecycle_cmds.DOCTOR_EXAMPLES)(lifecycle_cmds.doctor)
+app.command("diagnose", epilog=lifecycle_cmds.DIAGNOSE_EXAMPLES)(lifecycle_cmds.diagnose)
 app.add_typer(labs_cmd.app, name="labs")
-app.command("plan")(plan_cmd.plan)
-app.command("render")(render_cmd.render)
-app.command("verify")(verify_cmd.verify)
-app.command("load")(observe_cmds.load)
-app.command("top")(observe_cmds.top)
-app.command("dashboard")(observe_cmds.dashboard)
-app.command("sim")(sim_cmd.sim)
+app.command("plan", epilog=plan_cmd.PLAN_EXAMPLES)(plan_cmd.plan)
+app.command("render", epilog=render_cmd.RENDER_EXAMPLES)(render_cmd.render)
+app.command("verify", epilog=verify_cmd.VERIFY_EXAMPLES)(verify_cmd.verify)
+app.command("load", epilog=observe_cmds.LOAD_EXAMPLES)(observe_cmds.load)
+app.command("top", epilog=observe_cmds.TOP_EXAMPLES)(observe_cmds.top)
+app.command("dashboard", epilog=observe_cmds.DASHBOARD_EXAMPLES)(observe_cmds.dashboard)
+app.command("sim", epilog=sim_cmd.SIM_EXAMPLES)(sim_cmd.sim)
 app.add_typer(mirror_cmd.app, name="mirror")
 
 

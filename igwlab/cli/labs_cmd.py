@@ -6,11 +6,12 @@ from typing import Annotated
 
 import typer
 
-from igwlab.cli.options import JsonOption
-from igwlab.cli.output import handle_errors, print_json, stdout
+from igwlab.cli.options import JsonOption, examples, text
+from igwlab.cli.output import Column, handle_errors, print_json, print_table, stdout
 
 app = typer.Typer(
     help="List lab presets; `igwlab labs show LAB` shows one.",
+    epilog=examples("igwlab labs", "igwlab labs --json", "igwlab labs show kgateway-fake-llm"),
     invoke_without_command=True,
     no_args_is_help=False,
 )
@@ -28,25 +29,28 @@ def labs(ctx: typer.Context, json_output: JsonOption = False) -> None:
     if json_output:
         print_json(summaries)
         return
-    from rich.table import Table
-
-    table = Table(title="igwlab lab presets", title_justify="left")
-    for column in ("name", "provider", "workload", "GIE", "title"):
-        table.add_column(column, overflow="fold")
-    for summary in summaries:
-        table.add_row(
-            summary["name"], summary["provider"], summary["workload"], summary["gie_version"], summary["title"]
-        )
-    stdout().print(table)
+    columns = [Column("name"), Column("provider"), Column("workload"), Column("GIE"), Column("title", "note")]
+    rows = [[s[key] for key in ("name", "provider", "workload", "gie_version", "title")] for s in summaries]
+    print_table(columns, rows, title="igwlab lab presets")
     stdout().print("Show one: igwlab labs show NAME   ·   Plan one: igwlab plan --lab NAME")
 
 
-@app.command("show")
+@app.command(
+    "show",
+    epilog=examples(
+        "igwlab labs show kgateway-fake-llm",
+        "igwlab labs show ./my-lab.yaml --json",
+        "igwlab labs show istio-fake-llm --gie-version v1.5.0",
+    ),
+)
 @handle_errors
 def show(
-    lab: Annotated[str, typer.Argument(help="Preset name or path of a lab file.")],
+    lab: Annotated[str, typer.Argument(help="Preset name or path of a lab file.", metavar="LAB", callback=text)],
     json_output: JsonOption = False,
-    gie_version: Annotated[str | None, typer.Option("--gie-version", help="Show it on this GIE version.")] = None,
+    gie_version: Annotated[
+        str | None,
+        typer.Option("--gie-version", help="Show it on this GIE version.", metavar="VERSION", callback=text),
+    ] = None,
 ) -> None:
     """Show one lab in full: what it demonstrates, its stack, models, routing and checks."""
     from igwlab.inventory import describe_lab

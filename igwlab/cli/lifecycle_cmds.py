@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from igwlab.cli.options import (
+    ContextOption,
     GieOption,
     JsonOption,
     LabOption,
@@ -16,22 +17,26 @@ from igwlab.cli.options import (
     ProviderOption,
     WithOption,
     WorkloadOption,
+    examples,
+    finite,
     lab_selection,
+    text,
 )
-from igwlab.cli.output import handle_errors, print_json, stderr, stdout
+from igwlab.cli.output import Column, handle_errors, print_json, print_table, stderr, stdout
 
 if TYPE_CHECKING:
     from igwlab.doctor import DoctorReport
 
-ContextOption = Annotated[
-    str | None,
-    typer.Option(
-        "--context",
-        help="Use this existing cluster (a kubeconfig context) instead of creating a k3d "
-        "one. igwlab then installs into it and `teardown` removes only what the lab created.",
-        show_default=False,
-    ),
-]
+UP_EXAMPLES = examples(
+    "igwlab up --provider kgateway",
+    "igwlab up --lab kv-cache-aware --with observability",
+    "igwlab up --context my-cluster --lab agentgateway-vllm-cpu --timeout 1800",
+    "igwlab up --dry-run --json",
+)
+STATUS_EXAMPLES = examples("igwlab status", "igwlab status --json")
+TEARDOWN_EXAMPLES = examples("igwlab teardown --yes", "igwlab teardown --yes --crds")
+DOCTOR_EXAMPLES = examples("igwlab doctor", "igwlab doctor --workload vllm-cpu", "igwlab doctor --context my-cluster")
+DIAGNOSE_EXAMPLES = examples("igwlab diagnose", "igwlab diagnose --out /tmp/lab.tar.gz")
 
 
 @handle_errors
@@ -41,9 +46,26 @@ def up(
     workload: WorkloadOption = None,
     gie_version: GieOption = None,
     with_addons: WithOption = None,
-    cluster: Annotated[str | None, typer.Option(help="k3d cluster name (default: the lab's, igwlab).")] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="k3d cluster name, at most 32 characters (default: the lab's, igwlab).",
+            metavar="NAME",
+            show_default=False,
+            callback=text,
+        ),
+    ] = None,
     context: ContextOption = None,
-    timeout: Annotated[float, typer.Option(help="Seconds each step may wait for readiness.", min=1)] = 600,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds each step may wait for readiness (1 to 86400).",
+            min=1,
+            max=86400,
+            metavar="SECONDS",
+            callback=finite,
+        ),
+    ] = 600,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Go through every step without changing anything: print what each would do."),
@@ -81,7 +103,7 @@ def up(
         set_context=set_context,
         mirror=mirror,
     )
-    from igwlab.cli.progress import Progress, summary_table
+    from igwlab.cli.progress import Progress, print_summary
     from igwlab.lifecycle import prepare
 
     prepared = prepare(options.selection, cluster, context, mirror)
@@ -104,11 +126,13 @@ def up(
         print_plan(result.plan)
         stdout().print("dry run: every step was walked through and nothing was changed.")
     elif not json_output:
-        stdout().print(summary_table(result.plan, result.run))
+        print_summary(result.plan, result.run)
     if result.doctor is not None and not json_output:
+        from rich.text import Text
+
         for finding in result.doctor.findings:
             if finding.status == "warn":  # e.g. CRDs upgraded, a Kubernetes newer than tested
-                stderr().print(f"note: {finding.name}: {finding.detail}", markup=False, highlight=False)
+                stderr().print(Text(f"note: {finding.name}: {finding.detail}"))
     if result.run.interrupted:
         from igwlab.errors import Interrupted
 
@@ -147,18 +171,16 @@ def status(json_output: JsonOption = False) -> None:
     if json_output:
         print_json(report)
         return
-    from rich.table import Table
+    from rich.text import Text
 
-    stdout().print(f"lab {report['lab']} ({report['status']}) at {report['url'] or 'no URL yet'}")
-    table = Table()
-    for column in ("object or gate", "ok", "conditions"):
-        table.add_column(column, overflow="fold")
-    for row in report["objects"]:
-        table.add_row(row["ref"], "yes" if row["exists"] else "NO", ", ".join(row["conditions"]))
-    stdout().print(table)
+    stdout().print(Text(f"lab {report['lab']} ({report['status']}) at {report['url'] or 'no URL yet'}"))
+    print_table(
+        [Column("object or gate"), Column("ok"), Column("conditions", "note")],
+        [[row["ref"], "yes" if row["exists"] else "NO", ", ".join(row["conditions"])] for row in report["objects"]],
+    )
     for release in report["releases"]:
         state = "deployed" if release["deployed"] else "MISSING"
-        stdout().print(f"helm {release['namespace']}/{release['release']} {release['version']}: {state}")
+        stdout().print(Text(f"helm {release['namespace']}/{release['release']} {release['version']}: {state}"))
 
 
 @handle_errors
@@ -175,9 +197,12 @@ def teardown(
     timeout: Annotated[
         float,
         typer.Option(
-            help="Seconds the deleted namespaces may take to finish terminating; past it, exit 4 naming what "
-            "holds them.",
+            help="Seconds the deleted namespaces may take to finish terminating (1 to 86400); past it, exit 4 "
+            "naming what holds them.",
             min=1,
+            max=86400,
+            metavar="SECONDS",
+            callback=finite,
         ),
     ] = 180,
     json_output: JsonOption = False,
@@ -251,15 +276,18 @@ def doctor(
 
 
 def _print_doctor(report: DoctorReport) -> None:
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"igwlab doctor: lab {report.lab} ({report.mode})", title_justify="left")
-    for column in ("check", "result", "detail", "fix"):
-        table.add_column(column, overflow="fold")
     style = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+    print_table(
+        [Column("check"), Column("result"), Column("detail", "note")],
+        [[f.name, Text(f.status, style=style[f.status]), f.detail] for f in report.findings],
+        title=f"igwlab doctor: lab {report.lab} ({report.mode})",
+    )
+    # Fixes hold commands and URLs: whole lines below the table, never folded inside a cell.
     for finding in report.findings:
-        table.add_row(finding.name, f"[{style[finding.status]}]{finding.status}[/]", finding.detail, finding.fix)
-    stdout().print(table)
+        if finding.fix and finding.status in ("fail", "warn"):
+            stdout().print(Text.assemble((f"fix {finding.name}: ", style[finding.status]), finding.fix), soft_wrap=True)
 
 
 @handle_errors
@@ -267,7 +295,12 @@ def diagnose(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Archive to write (default: ./igwlab-diagnose-TIMESTAMP.tar.gz).", dir_okay=False
+            "--out",
+            "-o",
+            help="Archive to write (default: ./igwlab-diagnose-TIMESTAMP.tar.gz).",
+            dir_okay=False,
+            metavar="FILE",
+            show_default=False,
         ),
     ] = None,
     json_output: JsonOption = False,

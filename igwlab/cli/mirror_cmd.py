@@ -14,9 +14,10 @@ from igwlab.cli.options import (
     ProviderOption,
     WithOption,
     WorkloadOption,
+    examples,
     lab_selection,
 )
-from igwlab.cli.output import handle_errors, print_json, stderr, stdout
+from igwlab.cli.output import Column, handle_errors, print_json, print_table, stderr, stdout
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -29,6 +30,7 @@ app = typer.Typer(
         "Helm charts and, with --images, container images) into DIR; `igwlab up --mirror DIR` then uses only "
         "those files, each verified by sha256. Several labs can share one DIR."
     ),
+    epilog=examples("igwlab mirror save ./mirror --lab kgateway-fake-llm", "igwlab mirror check ./mirror"),
     no_args_is_help=True,
 )
 
@@ -52,7 +54,13 @@ ImagesOption = Annotated[
 ]
 
 
-@app.command("save")
+@app.command(
+    "save",
+    epilog=examples(
+        "igwlab mirror save ./mirror --provider kgateway",
+        "igwlab mirror save ./mirror --lab kv-cache-aware --images --json",
+    ),
+)
 @handle_errors
 def save(
     directory: MirrorDir,
@@ -95,7 +103,13 @@ def save(
     stdout().print(f"next: igwlab up --lab {report.lab} --mirror {report.mirror}   ·   igwlab mirror check")
 
 
-@app.command("check")
+@app.command(
+    "check",
+    epilog=examples(
+        "igwlab mirror check ./mirror --provider kgateway",
+        "igwlab mirror check ./mirror --lab kv-cache-aware --images --json",
+    ),
+)
 @handle_errors
 def check(
     directory: MirrorDir,
@@ -138,25 +152,21 @@ def check(
 
 
 def _print_check(report: CheckReport) -> None:
-    from rich.markup import escape
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"mirror {report.mirror} for lab {report.lab}", title_justify="left")
-    for column in ("state", "what", "source", "file or problem"):
-        table.add_column(column, overflow="fold")
     style = {"present": "green", "missing": "bold red", "corrupt": "bold red"}
-    for item in report.items:
-        table.add_row(
-            f"[{style[item.state]}]{item.state}[/]",
-            escape(item.artifact.what),
-            escape(item.artifact.location),
-            escape(item.detail),
-        )
-    stdout().print(table)
+    print_table(
+        [Column("state"), Column("what"), Column("source"), Column("file or problem", "note")],
+        [
+            [Text(item.state, style=style[item.state]), item.artifact.what, item.artifact.location, item.detail]
+            for item in report.items
+        ],
+        title=f"mirror {report.mirror} for lab {report.lab}",
+    )
     counts = report.counts()
     stdout().print(f"{counts['present']} present, {counts['missing']} missing, {counts['corrupt']} corrupt")
     if not report.images_checked:
-        stdout().print("[dim]images not checked (the mirror holds none; add --images to list them)[/]")
+        stdout().print(Text("images not checked (the mirror holds none; add --images to list them)", style="dim"))
 
 
 def _size(count: int) -> str:

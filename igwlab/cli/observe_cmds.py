@@ -9,8 +9,16 @@ from typing import Annotated, Any
 
 import typer
 
-from igwlab.cli.options import JsonOption
-from igwlab.cli.output import handle_errors, print_json, stderr, stdout
+from igwlab.cli.options import JsonOption, examples, finite, text, texts
+from igwlab.cli.output import Column, handle_errors, print_json, print_table, stderr, stdout
+
+# igwlab/observe/load.py holds the same bounds (MAX_RPS, MAX_CONCURRENCY); the CLI states them in
+# --help without importing the load engine (httpx), which keeps --help fast.
+MAX_RPS = 1000
+MAX_CONCURRENCY = 256
+MAX_PREFIXES = 256
+MAX_PROMPT_TOKENS = 16_384
+MAX_TOKENS = 65_536
 
 LabFlag = Annotated[
     str | None,
@@ -18,8 +26,22 @@ LabFlag = Annotated[
         "--lab",
         "-l",
         help="Lab whose model and objective to use; default: the lab `up` recorded, else agentgateway-fake-llm.",
+        metavar="LAB",
+        callback=text,
     ),
 ]
+LOAD_EXAMPLES = examples(
+    "igwlab load --rps 20 --duration 2m",
+    "igwlab load --rps 5,10,20,40 --duration 30s --arrival poisson --slo ttft=200ms --out load/",
+    "igwlab load --concurrency 8 --prefixes 4 --prompt-tokens 512 --json",
+    "igwlab load --url http://127.0.0.1:8000 --lab kgateway-fake-llm --rps 5 --duration 10s",
+)
+TOP_EXAMPLES = examples(
+    "igwlab top",
+    "igwlab top --once --json",
+    "igwlab top --url sim-0=http://127.0.0.1:8000 --url sim-1=http://127.0.0.1:8001",
+)
+DASHBOARD_EXAMPLES = examples("igwlab dashboard", "igwlab dashboard --port 3001")
 
 
 class Arrival(str, Enum):
@@ -30,34 +52,63 @@ class Arrival(str, Enum):
 @handle_errors
 def load(
     lab: LabFlag = None,
-    url: Annotated[str | None, typer.Option(help="Gateway base URL; default: the URL `up` recorded.")] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Gateway base URL; default: the URL `up` recorded.", metavar="URL", show_default=False),
+    ] = None,
     rps: Annotated[
         str | None,
         typer.Option(
             metavar="RATE[,RATE...]",
-            help="Open loop: start this many requests per second (at most 1000); several rates run as stages, "
-            "one after the other.",
+            help=f"Open loop: start this many requests per second (more than 0, at most {MAX_RPS}); several rates "
+            "run as stages, one after the other.",
+            callback=text,
         ),
     ] = None,
     concurrency: Annotated[
         str | None,
         typer.Option(
             metavar="N[,N...]",
-            help="Closed loop: keep this many requests in flight (at most 256); several numbers run as stages.",
+            help=f"Closed loop: keep this many requests in flight (1 to {MAX_CONCURRENCY}); several numbers run "
+            "as stages.",
+            callback=text,
         ),
     ] = None,
     duration: Annotated[
-        str, typer.Option(help="How long each stage sends: 30s, 2m, 1m30s (all stages together at most 30m).")
+        str,
+        typer.Option(
+            help="How long each stage sends: 30s, 2m, 1m30s (all stages together at most 30m).",
+            metavar="DURATION",
+            callback=text,
+        ),
     ] = "60s",
     arrival: Annotated[
         Arrival, typer.Option(help="Open loop: requests evenly spaced, or a Poisson process of the same mean rate.")
     ] = Arrival.constant,
     prefixes: Annotated[
-        int, typer.Option(help="Shared long prompt prefixes, cycled through; 0 = every prompt unique.", min=0)
+        int,
+        typer.Option(
+            help=f"Shared long prompt prefixes, cycled through; 0 = every prompt unique (at most {MAX_PREFIXES}).",
+            min=0,
+            max=MAX_PREFIXES,
+            metavar="K",
+        ),
     ] = 0,
-    prompt_tokens: Annotated[int, typer.Option(help="Words per prompt prefix.", min=1)] = 256,
-    model: Annotated[str | None, typer.Option(help="Model name to request; default: the lab's first.")] = None,
-    max_tokens: Annotated[int, typer.Option(help="max_tokens of each request.", min=1)] = 16,
+    prompt_tokens: Annotated[
+        int,
+        typer.Option(
+            help=f"Words per prompt prefix (1 to {MAX_PROMPT_TOKENS}).", min=1, max=MAX_PROMPT_TOKENS, metavar="N"
+        ),
+    ] = 256,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model name to request; default: the lab's first.", metavar="MODEL", show_default=False, callback=text
+        ),
+    ] = None,
+    max_tokens: Annotated[
+        int, typer.Option(help=f"max_tokens of each request (1 to {MAX_TOKENS}).", min=1, max=MAX_TOKENS, metavar="N")
+    ] = 16,
     stream: Annotated[
         bool,
         typer.Option("--stream/--no-stream", help="Stream answers (measures time to first token and between tokens)."),
@@ -74,6 +125,7 @@ def load(
         str | None,
         typer.Option(
             metavar="NAME=TIME[,...]",
+            callback=text,
             help="Latency objectives for goodput, each a ceiling per request: ttft (first token), tpot (per "
             "output token), itl (longest gap between tokens), e2e (total); e.g. ttft=200ms,tpot=50ms.",
         ),
@@ -81,21 +133,35 @@ def load(
     sheddable: Annotated[
         float,
         typer.Option(
-            help="Share of requests sent as sheddable (the objective header), beside critical ones.", min=0, max=1
+            help="Share of requests sent as sheddable (the objective header), beside critical ones: 0 to 1.",
+            min=0,
+            max=1,
+            metavar="SHARE",
+            callback=finite,
         ),
     ] = 0.0,
-    sheddable_objective: Annotated[str, typer.Option(help="Objective name sheddable requests carry.")] = "sheddable",
-    timeout: Annotated[float, typer.Option(help="Seconds per request.", min=0.1)] = 60,
+    sheddable_objective: Annotated[
+        str, typer.Option(help="Objective name sheddable requests carry.", metavar="NAME", callback=text)
+    ] = "sheddable",
+    timeout: Annotated[
+        float,
+        typer.Option(help="Seconds per request (0.1 to 3600).", min=0.1, max=3600, metavar="SECONDS", callback=finite),
+    ] = 60,
     workers: Annotated[
         int | None,
         typer.Option(
-            help="Client processes sending the load; default: one per 100 req/s of the highest rate, at most "
-            "one per CPU.",
+            help="Client processes sending the load (1 to 16); default: one per 100 req/s of the highest rate, "
+            "at most one per CPU.",
             min=1,
             max=16,
+            metavar="N",
+            show_default=False,
         ),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the Poisson schedule and of the class mix.")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the Poisson schedule and of the class mix.", metavar="N", show_default=False),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -118,7 +184,7 @@ def load(
     from igwlab.cli.load_view import print_load, progress
     from igwlab.observe.load import LoadOptions, parse_counts, parse_duration, parse_rates, run_load
     from igwlab.observe.metrics import parse_slo
-    from igwlab.selection import LabSelection, resolve_lab
+    from igwlab.selection import resolve_lab
     from igwlab.verify.run import VerifyOptions, resolve_target
 
     options = LoadOptions(
@@ -145,8 +211,8 @@ def load(
         from igwlab.observe.plot import prepare_out_dir
 
         prepare_out_dir(out)
-    lab_reference, gateway = resolve_target(VerifyOptions(lab=lab, url=url))
-    resolved = resolve_lab(LabSelection(lab=lab_reference))
+    selection, gateway = resolve_target(VerifyOptions(lab=lab, url=url), command="load")
+    resolved = resolve_lab(selection)
     first = resolved.lab.models[0]
     options = replace(
         options,
@@ -190,9 +256,17 @@ def top(
             help="A model server's base URL to scrape (repeatable; "
             "NAME=URL names it). Default: the pods of the lab that is up, "
             "through the Kubernetes API.",
+            metavar="[NAME=]URL",
+            show_default=False,
+            callback=texts,
         ),
     ] = None,
-    interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0.2)] = 2.0,
+    interval: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between refreshes (0.2 to 3600).", min=0.2, max=3600, metavar="SECONDS", callback=finite
+        ),
+    ] = 2.0,
     once: Annotated[bool, typer.Option("--once", help="Print one sample and exit.")] = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -218,7 +292,7 @@ def top(
         from igwlab.lifecycle import Environment, current_lab
 
         current = current_lab()
-        if lab and lab != current.resolved.lab.name:
+        if lab and not current.is_lab(lab):
             raise UsageError(
                 f"lab {lab} is not the lab that is up ({current.resolved.lab.name})",
                 fix="drop --lab, or pass --url for each model server",
@@ -236,7 +310,7 @@ def top(
     if once:
         samples = asyncio.run(sample(targets, kube))
         if not json_output:
-            stdout().print(_top_table(samples))
+            print_table(TOP_COLUMNS, _top_rows(samples), title="igwlab top")
         if all(s.error for s in samples):
             from igwlab.errors import ChecksFailedError
 
@@ -260,34 +334,55 @@ def top(
         return
 
 
-def _top_table(samples: list[Any]) -> Any:
-    from rich.table import Table
+TOP_COLUMNS = [
+    Column("pod"),
+    Column("running", justify="right"),
+    Column("waiting", justify="right"),
+    Column("KV cache", justify="right"),
+    Column("LoRA running", "note"),
+    Column("LoRA waiting", "note"),
+    Column("served", justify="right"),
+    Column("note", "note"),
+]
 
-    table = Table(title="igwlab top (Ctrl-C stops)", title_justify="left")
-    for column in ("pod", "running", "waiting", "KV cache", "LoRA running", "LoRA waiting", "served", "note"):
-        table.add_column(column, justify="right" if column in ("running", "waiting", "KV cache", "served") else "left")
-    for s in samples:
 
-        def number(value: float | None) -> str:
-            return "-" if value is None else f"{value:.0f}"
+def _top_rows(samples: list[Any]) -> list[list[Any]]:
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0f}"
 
-        kv = "-" if s.kv_cache_usage is None else f"{s.kv_cache_usage:.0%}"
-        table.add_row(
+    return [
+        [
             s.pod,
             number(s.running),
             number(s.waiting),
-            kv,
+            "-" if s.kv_cache_usage is None else f"{s.kv_cache_usage:.0%}",
             s.running_loras or "-",
             s.waiting_loras or "-",
             number(s.requests_served),
             s.error,
-        )
+        ]
+        for s in samples
+    ]
+
+
+def _top_table(samples: list[Any]) -> Any:
+    """The live view's table (redrawn in place, so it is always a table)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="igwlab top (Ctrl-C stops)", title_justify="left")
+    for column in TOP_COLUMNS:
+        table.add_column(column.header, justify=column.justify, no_wrap=column.kind == "name", overflow="fold")
+    for row in _top_rows(samples):
+        table.add_row(*(Text(cell) for cell in row))
     return table
 
 
 @handle_errors
 def dashboard(
-    port: Annotated[int, typer.Option(help="Local port for the dashboard.", min=1024, max=65535)] = 3000,
+    port: Annotated[
+        int, typer.Option(help="Local port for the dashboard (1024 to 65535).", min=1024, max=65535, metavar="PORT")
+    ] = 3000,
     json_output: JsonOption = False,
 ) -> None:
     """Open the lab's Grafana dashboard (needs `igwlab up --with observability`) through a

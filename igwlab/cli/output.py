@@ -15,6 +15,12 @@ envelope on stdout with --json — and the error's exit code; Ctrl-C into exit 1
 exception into one line naming the crash file that holds the traceback, exit 1. The app's group
 (igwlab/cli/app.py) does the same for what happens outside a command (bad flags: exit 2, with
 the envelope when --json is among the arguments).
+
+Also for every command (tests/test_cli_contract.py checks them): register it with
+`epilog=examples(...)` (igwlab/cli/options.py); give each option a metavar (`URL`, `SECONDS`...) and
+a callback that refuses what its type lets through (`finite`, `text`); print tables with
+`print_table([Column("name"), Column("note", "note")], rows)`, which never splits a name or URL; put
+no outside text (lab files, server answers) into rich markup — use `Text`.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 import typer
 
@@ -54,19 +60,90 @@ def _styles_off() -> bool:
     return bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
 
 
+def _width() -> int | None:
+    """The terminal's width as rich finds it, unless $COLUMNS says something unusable (0, negative, tiny):
+    then 80, so that nothing, errors included, is swallowed."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        return None
+    return 80 if columns < 20 else None
+
+
 @cache
 def stdout() -> Console:
     """The console for results; rich loads on first use, which keeps `--help` fast."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False, color_system=None if _styles_off() else "auto")
+    return Console(highlight=False, soft_wrap=False, width=_width(), color_system=None if _styles_off() else "auto")
 
 
 @cache
 def stderr() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, color_system=None if _styles_off() else "auto")
+    return Console(
+        stderr=True, highlight=False, soft_wrap=True, width=_width(), color_system=None if _styles_off() else "auto"
+    )
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: `name` cells (names, URLs, statuses, numbers) are never wrapped or cut; `note`
+    cells fold to the width that is left."""
+
+    header: str
+    kind: Literal["name", "note"] = "name"
+    justify: Literal["left", "right"] = "left"
+
+
+def print_table(
+    columns: list[Column], rows: list[list[Any]], title: str | None = None, console: Console | None = None
+) -> None:
+    """Rows as a table when the terminal is wide enough to show every name whole; otherwise one
+    block per row (`name`, then `header: value` lines), so no name or URL is ever split or cut.
+    Cells are strings or rich Text, never markup."""
+    from rich.cells import cell_len
+    from rich.table import Table
+    from rich.text import Text
+
+    console = console or stdout()
+    cells = [[cell if isinstance(cell, Text) else Text(str(cell)) for cell in row] for row in rows]
+    # Names need their whole length; notes their longest word (they wrap at spaces, so no word is split).
+    widths = [
+        max(
+            [
+                cell_len(column.header),
+                *(
+                    cell_len(row[i].plain)
+                    if column.kind == "name"
+                    else max(map(cell_len, row[i].plain.split() or [""]))
+                    for row in cells
+                ),
+            ]
+        )
+        for i, column in enumerate(columns)
+    ]
+    if sum(widths) + 3 * len(columns) + 1 <= console.width:
+        table = Table(title=title, title_justify="left")
+        for column in columns:
+            if column.kind == "name":
+                table.add_column(column.header, no_wrap=True, justify=column.justify)
+            else:
+                table.add_column(column.header, overflow="fold", justify=column.justify)
+        for row in cells:
+            table.add_row(*row)
+        console.print(table)
+        return
+    if title:
+        console.print(Text(title, style="italic"))
+    for row in cells:
+        heading = row[0].copy()
+        heading.stylize("bold")
+        console.print(heading, soft_wrap=True)
+        for column, cell in zip(columns[1:], row[1:], strict=True):
+            if cell.plain:
+                console.print(Text.assemble(f"  {column.header}: ", cell), soft_wrap=True)
 
 
 P = ParamSpec("P")

@@ -10,9 +10,16 @@ from igwlab.cli.options import (
     ProviderOption,
     WithOption,
     WorkloadOption,
+    examples,
     lab_selection,
 )
 from igwlab.cli.output import handle_errors, print_json
+
+PLAN_EXAMPLES = examples(
+    "igwlab plan --provider kgateway",
+    "igwlab plan --lab multi-model --with observability",
+    "igwlab plan --lab ./my-lab.yaml --json",
+)
 
 
 @handle_errors

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from igwlab.cli.output import stderr
+from igwlab.cli.output import Column, print_table, stderr
 from igwlab.plan import Plan
 from igwlab.records import Event
 from igwlab.runner import RunResult
@@ -82,10 +82,12 @@ class Progress:
             elif event.kind != "dry-run":
                 duration = f" {event.duration_s:.1f}s" if event.duration_s is not None else ""
                 self._console.print(
-                    f"[{_STYLE.get(self.state[event.step], '')}]{event.step}: {event.kind}"
-                    f"{duration}[/] {Text(event.message).plain}",
+                    Text.assemble(
+                        (f"{event.step}: {event.kind}{duration}", _STYLE.get(self.state[event.step], "")),
+                        " ",
+                        event.message,
+                    ),
                     highlight=False,
-                    markup=True,
                 )
 
     def _elapsed(self, step: str) -> str:
@@ -101,22 +103,22 @@ class Progress:
         table.add_column(overflow="ellipsis", no_wrap=True)
         for step in self.plan.steps:
             state = self.state[step.id]
-            table.add_row(Text(state, style=_STYLE[state]), step.id, self._elapsed(step.id), self.detail[step.id])
+            table.add_row(Text(state, style=_STYLE[state]), step.id, self._elapsed(step.id), Text(self.detail[step.id]))
         return Group(Text(f"igwlab up: lab {self.plan.lab} ({self.plan.stack})", style="bold"), table)
 
 
-def summary_table(plan: Plan, result: RunResult) -> Table:
-    table = Table(title="steps", title_justify="left")
-    table.add_column("step", no_wrap=True)
-    table.add_column("result", no_wrap=True)
-    table.add_column("time", justify="right")
-    table.add_column("note", overflow="fold")
+def print_summary(plan: Plan, result: RunResult) -> None:
+    rows = []
     for step in plan.steps:
         outcome = result.outcomes[step.id]
-        table.add_row(
-            step.id,
-            Text(outcome.status, style=_STYLE.get(outcome.status, "")),
-            f"{outcome.duration_s:.1f}s" if outcome.duration_s else "",
-            outcome.message,
+        rows.append(
+            [
+                step.id,
+                Text(outcome.status, style=_STYLE.get(outcome.status, "")),
+                f"{outcome.duration_s:.1f}s" if outcome.duration_s else "",
+                outcome.message,
+            ]
         )
-    return table
+    print_table(
+        [Column("step"), Column("result"), Column("time", justify="right"), Column("note", "note")], rows, title="steps"
+    )

@@ -14,6 +14,7 @@ from igwlab.cli.options import (
     ProviderOption,
     WithOption,
     WorkloadOption,
+    examples,
     lab_selection,
 )
 from igwlab.cli.output import handle_errors, print_json, stderr
@@ -27,8 +28,14 @@ OutOption = Annotated[
         "instead of printing the objects to stdout.",
         show_default=False,
         file_okay=False,
+        metavar="DIR",
     ),
 ]
+RENDER_EXAMPLES = examples(
+    "igwlab render --lab kgateway-fake-llm",
+    "igwlab render --provider istio --out out/",
+    "igwlab render --lab kv-cache-aware --json",
+)
 
 
 @handle_errors
@@ -49,7 +56,6 @@ def render(
     release, chart, version, namespace and values file.
     """
     from igwlab.export import rendered_stream, write_rendered
-    from igwlab.plan import build_plan
     from igwlab.render import render_lab
     from igwlab.selection import resolve_lab
 
@@ -70,6 +76,8 @@ def render(
             names = ", ".join(release.name for release in rendered.releases)
             stderr().print(f"[dim]Helm releases not shown ({names}): use --out DIR for their values files[/]")
         return
+    from igwlab.plan import build_plan
+
     result = write_rendered(rendered, build_plan(rendered), out)
     if json_output:
         print_json(

@@ -1,26 +1,28 @@
-"""Human-readable (rich) views of lab details and plans."""
+"""Human-readable (rich) views of lab details, plans and verify reports.
+
+Every cell holds `Text`, never markup: lab files and servers supply these strings, and a `[` in
+them must print as itself. Names and URLs sit in columns that do not wrap; notes fold instead.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
 from rich.text import Text
 
-from igwlab.cli.output import stdout
-from igwlab.plan import Plan
-from igwlab.verify.report import Report
+from igwlab.cli.output import Column, print_table, stdout
+
+if TYPE_CHECKING:  # `labs show` needs neither: importing plan would load the renderer and jinja2
+    from igwlab.plan import Plan
+    from igwlab.verify.report import Report
 
 
 def print_lab_details(details: dict[str, Any]) -> None:
     stack = details["stack"]
     stdout().print(Text(f"{details['name']}: {details['title']}", style="bold"))
     if details["description"]:
-        stdout().print(details["description"])
+        stdout().print(Text(details["description"]))
     stdout().print()
-    facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="dim")
-    facts.add_column()
     gateway_api = stack["gateway_api"]
     for label, value in (
         ("provider", f"{details['provider']} {stack['provider_version']} (GatewayClass {stack['gateway_class']})"),
@@ -34,19 +36,31 @@ def print_lab_details(details: dict[str, Any]) -> None:
         ("namespace", details["namespace"]),
         ("URL after up", details["url"]),
     ):
-        facts.add_row(label, value)
-    stdout().print(facts)
+        stdout().print(Text.assemble((f"{label:<14}", "dim"), value), soft_wrap=True)
 
-    models = Table(title="models", title_justify="left")
-    for column in ("client model name", "object", "criticality", "priority", "targets"):
-        models.add_column(column)
-    for model in details["models"]:
-        targets = ", ".join(f"{t['name']} ({t['weight']})" for t in model["targets"]) or "-"
-        models.add_row(model["name"], model["object"], model["criticality"], str(model["priority"]), targets)
-    stdout().print(models)
-    stdout().print(f"[dim]verify checks:[/] {', '.join(details['checks']) or '-'}")
+    print_table(
+        [
+            Column("client model name"),
+            Column("object"),
+            Column("criticality"),
+            Column("priority"),
+            Column("targets", "note"),
+        ],
+        [
+            [
+                model["name"],
+                model["object"],
+                model["criticality"],
+                model["priority"],
+                ", ".join(f"{t['name']} ({t['weight']})" for t in model["targets"]) or "-",
+            ]
+            for model in details["models"]
+        ],
+        title="models",
+    )
+    stdout().print(Text.assemble(("verify checks: ", "dim"), ", ".join(details["checks"]) or "-"))
     for note in stack["notes"]:
-        stdout().print(f"[yellow]note:[/] {note}")
+        stdout().print(Text.assemble(("note: ", "yellow"), note))
 
 
 def _workload_line(workload: dict[str, Any], simulator_image: str) -> str:
@@ -69,37 +83,38 @@ def print_plan(plan: Plan) -> None:
         )
     )
     for override in plan.overrides:
-        stdout().print(f"[yellow]override:[/] {override}")
+        stdout().print(Text.assemble(("override: ", "yellow"), override))
     mirrors = {str(o.mirror) for step in plan.steps for o in step.artifacts if o.mirror is not None}
     for mirror in sorted(mirrors):
         what = "CRDs, charts and images" if any(s.kind == "images" for s in plan.steps) else "CRDs and charts"
         missing = sum(o.missing for step in plan.steps for o in step.artifacts)
-        line = f"mirror {mirror}: {what} come from its files, each verified by sha256 before use"
+        note = Text(f"mirror {mirror}: {what} come from its files, each verified by sha256 before use")
         if missing:
-            line += f"; [bold red]{missing} MISSING[/] (`igwlab mirror check` names the fix)"
-        stdout().print(line)
-    table = Table(show_lines=True)
-    table.add_column("wave", justify="right")
-    table.add_column("step", no_wrap=True)
-    table.add_column("does", overflow="fold")
-    table.add_column("waits for", overflow="fold")
-    for step in plan.steps:
-        does = [step.title]
-        if step.command:
-            does.append("$ " + " ".join(step.command))
-        does += [f"apply {url}" for url in step.urls]
-        for release in step.releases:
-            source = f"{release['repo']} {release['chart']}" if "repo" in release else release["chart"]
-            does.append(f"chart {source} {release['version']}, values {release['values_file']}")
-        does += [f"  {origin.short()}" for origin in step.artifacts if origin.from_mirror]
-        does += [f"apply {ref}" for ref in step.objects]
-        table.add_row(str(step.wave), step.id, "\n".join(does), "\n".join(step.waits_for))
-    stdout().print(table)
-    parallel = [", ".join(s.id for s in wave) for wave in plan.waves() if len(wave) > 1]
-    if parallel:
-        stdout().print("[dim]steps that may run concurrently:[/] " + " | ".join(parallel))
-    stdout().print(f"[dim]gateway URL once up:[/] {plan.url}")
-    stdout().print("[dim]objects and values as YAML:[/] igwlab render --lab " + plan.lab + " --out DIR")
+            note.append("; ").append(f"{missing} MISSING", style="bold red")
+            note.append(" (`igwlab mirror check` names the fix)")
+        stdout().print(note, soft_wrap=True)
+    # Steps as blocks, not table cells: commands and URLs print whole on their own lines (a terminal
+    # may wrap them visually, but they copy as one line).
+    out = stdout()
+    for wave in plan.waves():
+        together = " (these run concurrently)" if len(wave) > 1 else ""
+        out.print(Text(f"wave {wave[0].wave}{together}", style="bold"))
+        for step in wave:
+            out.print(Text.assemble("  ", (step.id, "cyan"), f" - {step.title}"), soft_wrap=True)
+            lines: list[str] = []
+            if step.command:
+                lines.append("$ " + " ".join(step.command))
+            lines += [f"apply {url}" for url in step.urls]
+            for release in step.releases:
+                source = f"{release['repo']} {release['chart']}" if "repo" in release else release["chart"]
+                lines.append(f"helm chart {source} {release['version']}, values {release['values_file']}")
+            lines += [f"  {origin.short()}" for origin in step.artifacts if origin.from_mirror]
+            lines += [f"apply {ref}" for ref in step.objects]
+            lines += [f"waits for {condition}" for condition in step.waits_for]
+            for entry in lines:
+                out.print(Text("    " + entry), soft_wrap=True)
+    stdout().print(Text.assemble(("gateway URL once up: ", "dim"), plan.url))
+    stdout().print(Text.assemble(("objects and values as YAML: ", "dim"), f"igwlab render --lab {plan.lab} --out DIR"))
 
 
 _STATUS_STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
@@ -107,15 +122,18 @@ _STATUS_STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": 
 
 def print_verify_report(report: Report) -> None:
     stdout().print(Text(f"igwlab verify: lab {report.lab} at {report.url}", style="bold"))
-    table = Table(show_lines=False)
-    table.add_column("check", no_wrap=True)
-    table.add_column("result", no_wrap=True)
-    table.add_column("detail", overflow="fold")
-    table.add_column("hint", overflow="fold")
+    print_table(
+        [Column("check"), Column("result"), Column("detail", "note")],
+        [
+            [check.name, Text(check.status.upper(), style=_STATUS_STYLE[check.status]), check.detail]
+            for check in report.checks
+        ],
+    )
+    # Hints hold kubectl commands and names: whole lines below the table, never folded inside a cell.
     for check in report.checks:
-        style = _STATUS_STYLE[check.status]
-        table.add_row(check.name, Text(check.status.upper(), style=style), check.detail, check.hint)
-    stdout().print(table)
+        if check.hint and check.status in ("fail", "warn"):
+            label = Text(f"hint {check.name}: ", style=_STATUS_STYLE[check.status])
+            stdout().print(Text.assemble(label, check.hint), soft_wrap=True)
     counts = report.counts()
     summary = f"{counts['pass']} passed, {counts['fail']} failed, {counts['warn']} warned, {counts['skip']} skipped"
     if report.passed:

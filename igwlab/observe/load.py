@@ -18,12 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
+from urllib.parse import urlsplit
 
 from igwlab.errors import ChecksFailedError, IgwlabError, UsageError
 from igwlab.observe.metrics import RequestRecord
 from igwlab.observe.pacing import ARRIVALS, Arrival
 from igwlab.observe.report import LoadReport, StageResult, stage_report
 from igwlab.observe.workers import StagePlan, Worker, WorkerResult, WorkerSetup, run_loop, serve
+from igwlab.urls import unresolved
 
 MAX_DURATION_S = 1800.0
 MAX_RPS = 1000.0
@@ -239,6 +241,13 @@ def run_load(options: LoadOptions, progress: Progress | None = None) -> LoadRepo
 def _check_warm_up(records: Sequence[RequestRecord], url: str) -> None:
     if records and all(r.error in ("connect", "timeout") for r in records):
         first = records[0]
+        if unresolved(first.error_detail):  # not "nothing answers": the name never became an address
+            host = urlsplit(url).hostname
+            raise ChecksFailedError(
+                f"the host {host} of {url} does not resolve ({first.error_detail})",
+                why="the warm-up requests found no address for the gateway's host name",
+                fix="check the host in --url; `igwlab status` shows the lab's gateway URL",
+            )
         raise ChecksFailedError(
             f"nothing answers at {url}: {first.error} ({first.error_detail})",
             why="the warm-up requests sent before the clock starts got no answer",

@@ -14,6 +14,7 @@ import httpx
 
 from igwlab.observe.podmetrics import PodSample, parse_vllm_metrics
 from igwlab.tools.kube import KubeApi
+from igwlab.urls import check_url
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,11 @@ class Target:
 
 
 def targets_from_urls(urls: list[str]) -> list[Target]:
-    """`URL` or `NAME=URL`."""
+    """`URL` or `NAME=URL`, each URL checked up front (igwlab/urls.py): a bad one is exit 2."""
     targets = []
     for item in urls:
         name, _, url = item.partition("=") if "=" in item and not item.startswith("http") else ("", "", item)
-        url = url.rstrip("/")
+        url = check_url(url, f"--url {item!r}:" if name else "--url")
         targets.append(Target(pod=name or url, url=url))
     return targets
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from igwlab.crds import crd_sets
+from igwlab.errors import InvalidLabError
 from igwlab.labs import Backend, Lab
 from igwlab.render.addons import addon_releases, litellm_config
 from igwlab.render.charts import bbr_release, pool_chart_values, provider_releases
@@ -163,6 +164,29 @@ def render_lab(resolved: ResolvedLab) -> Rendered:
 
     objects += render_objects("gateway", "gateway/gateway.yaml.j2", context)
     objects += render_objects("route", "gateway/httproute.yaml.j2", context)
+    _refuse_duplicates(lab, objects, releases)
     return Rendered(
         resolved=resolved, crd_bundles=tuple(crd_bundles(resolved)), releases=tuple(releases), objects=tuple(objects)
     )
+
+
+def _refuse_duplicates(lab: Lab, objects: list[KubeObject], releases: list[HelmRelease]) -> None:
+    """Two rendered objects (or Helm releases) with one kind, namespace and name: the second would
+    overwrite the first. labs.py names the fields behind the usual clashes; this catches the rest."""
+    seen: dict[tuple[str, str, str], str] = {}
+    problems: list[str] = []
+    for kind, namespace, name, made_by in [
+        *((obj.kind, obj.namespace or "", obj.name, obj.template) for obj in objects),
+        *(("Helm release", release.namespace, release.name, release.chart) for release in releases),
+    ]:
+        key = (kind, namespace, name)
+        if key in seen:
+            where = "/".join(part for part in (namespace, name) if part)
+            problems.append(f"{kind} {where} comes from {seen[key]} and {made_by}")
+        seen.setdefault(key, made_by)
+    if problems:
+        raise InvalidLabError(
+            f"lab {lab.name} would create the same object twice:\n" + "\n".join(f"  - {p}" for p in problems),
+            why="the second would overwrite the first, so one part of the lab would silently not exist",
+            fix="rename the lab field behind one of them (names of the workload, pool, models, gateway or route)",
+        )

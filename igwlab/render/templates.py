@@ -13,6 +13,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from igwlab import yamlio
 from igwlab.errors import CatalogError
 from igwlab.render.objects import KubeObject
 from igwlab.resources import data_dir
@@ -56,17 +57,17 @@ def render_template_text(template: str, context: dict[str, Any]) -> str:
 def render_objects(step: str, template: str, context: dict[str, Any]) -> list[KubeObject]:
     text = render_template_text(template, context)
     try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc]
-    except yaml.YAMLError as exc:
+        documents = [doc for doc in yamlio.load_all(text) if doc]
+    except yamlio.YAMLError as exc:
         raise CatalogError(f"template {template} produced invalid YAML: {exc}") from exc
     return [KubeObject(step=step, template=template, manifest=doc) for doc in documents]
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(yamlio.SafeDumper):
     """Block-style YAML; multi-line strings (such as EPP configs) as literal blocks."""
 
 
-def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+def _str_representer(dumper: yamlio.SafeDumper, value: str) -> yaml.ScalarNode:
     style = "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 

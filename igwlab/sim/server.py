@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import sys
 import time
 import uuid
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
 from igwlab.sim.config import SimConfig
 from igwlab.sim.metrics import render_metrics
@@ -89,7 +90,7 @@ def _prompt_text(body: dict[str, Any], chat: bool) -> str:
             if isinstance(content, str):
                 parts.append(content)
             elif isinstance(content, list):
-                parts += [p.get("text", "") for p in content if isinstance(p, dict)]
+                parts += [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
         return " ".join(parts)
     prompt = body.get("prompt")
     if isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
@@ -335,8 +336,29 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(text=render_metrics(request.app[STATE_KEY]), content_type="text/plain", charset="utf-8")
 
 
+@web.middleware
+async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    """No traceback from the server: a client that went away is not an error, anything else is a 500
+    with vLLM's error body and one line on stderr."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException:
+        raise
+    except (ConnectionError, ClientPayloadError, asyncio.IncompleteReadError):
+        # The client disconnected mid-request (a cancelled curl, a load test stopping).
+        return web.Response(status=499)
+    except Exception as error:
+        print(
+            f"igwlab sim: {request.method} {request.path} failed: {type(error).__name__}: {error}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return error_response(500, f"internal error: {type(error).__name__}")
+
+
 def build_app(config: SimConfig) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[_guard])
     app[STATE_KEY] = SimState(config)
     app[SLOTS_KEY] = asyncio.Semaphore(config.max_num_seqs)
     app[PORT_KEY] = []

@@ -1,7 +1,7 @@
 """The small Kubernetes interface igwlab needs, and its implementation on the `kubernetes` client.
 
 Everything above this module talks to `KubeApi`; tests back it with an in-memory fake
-(igwlab.testing.fakecluster), and a real API server backs it in use.
+(tests/doubles/fakecluster.py, not shipped), and a real API server backs it in use.
 """
 
 from __future__ import annotations
@@ -10,12 +10,11 @@ import hashlib
 import json
 import logging
 import os
-import re
 import tempfile
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from igwlab.errors import ClusterUnreachableError
+from igwlab.errors import ClusterUnreachableError, IgwlabError
 from igwlab.state import state_dir
 
 FIELD_MANAGER = "igwlab"
@@ -85,6 +84,102 @@ def describe_condition(cond: Manifest | None, kind: str) -> str:
     return text
 
 
+def explain_kube_error(error: BaseException, context: str | None, where: str | None = None) -> str:
+    """What went wrong reaching a cluster, in a user's terms: a missing context is not a dead API server,
+    and a host that does not resolve is not a refused connection. `where` names the cluster in the message."""
+    text = str(error)
+    where = where or (f"context {context}" if context else "the current context")
+    if "Expected object with name" in text and "contexts" in text:
+        return f"no context {context} in your kubeconfig; contexts: {', '.join(kubeconfig_contexts()) or 'none'}"
+    if "No configuration found" in text or "Invalid kube-config file" in text:
+        return f"no usable kubeconfig for {where} (KUBECONFIG, else ~/.kube/config): {text[:200]}"
+    host = _quoted_host(text)
+    server = f" ({host})" if host else ""
+    if "NameResolutionError" in text or "Name or service not known" in text or "nodename nor servname" in text:
+        return f"the API server of {where}{server} does not resolve: check the server address in the kubeconfig"
+    if "Connection refused" in text:
+        return f"nothing accepts connections at the API server of {where}{server}"
+    if "Read timed out" in text:
+        return f"the API server of {where}{server} did not answer within {REQUEST_TIMEOUT[1]:.0f}s"
+    if "timed out" in text.lower() and "connect" in text.lower():
+        return f"connecting to the API server of {where}{server} timed out after {REQUEST_TIMEOUT[0]:.0f}s"
+    status = getattr(error, "status", None)
+    if status in (401, 403):
+        reason = getattr(error, "reason", "")
+        return f"the API server of {where} refuses the kubeconfig's credentials ({status} {reason})"
+    return f"the API server of {where} does not answer: {type(error).__name__}: {text[:200]}"
+
+
+def unreachable(error: BaseException) -> bool:
+    """The cluster could not be reached or refused us (kubeconfig, DNS, connection, credentials),
+    as opposed to an answer about an object."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if names & {"ConfigException", "MaxRetryError", "NewConnectionError", "ProtocolError", "ConnectionError"}:
+        return True
+    return isinstance(error, OSError) or getattr(error, "status", None) in (401, 403)
+
+
+def explained_call(context: str | None, where: str | None, method: Any, *args: Any, **kwargs: Any) -> Any:
+    """`method(*args, **kwargs)`, with a failure to reach the cluster raised as ClusterUnreachableError."""
+    try:
+        return method(*args, **kwargs)
+    except IgwlabError:
+        raise
+    except Exception as error:
+        if not unreachable(error):
+            raise
+        raise ClusterUnreachableError(
+            explain_kube_error(error, context, where),
+            why="igwlab reads the lab's objects through the Kubernetes API",
+            fix="is the cluster up? `igwlab doctor` checks the tools and the cluster; `igwlab up` continues a lab",
+        ) from None
+
+
+class ExplainedKube:
+    """A KubeApi whose failures to reach the cluster are igwlab errors that say why (no context, no DNS,
+    refused, credentials); answers about objects pass through unchanged. Every method of the wrapped
+    KubeApi is wrapped, so methods added to the protocol later are covered too (`explained()` types it)."""
+
+    def __init__(self, api: KubeApi, context: str | None, where: str | None = None) -> None:
+        self._api = api
+        self._context = context
+        self._where = where
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._api, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return explained_call(self._context, self._where, attribute, *args, **kwargs)
+
+        return call
+
+
+def explained(api: KubeApi, context: str | None, where: str | None = None) -> KubeApi:
+    """`api` behind ExplainedKube, as the KubeApi it stands for."""
+    return cast(KubeApi, ExplainedKube(api, context, where))
+
+
+def _quoted_host(text: str) -> str:
+    import re
+
+    match = re.search(r"host='([^']+)', port=(\d+)", text)
+    return f"{match.group(1)}:{match.group(2)}" if match else ""
+
+
+def kubeconfig_contexts() -> list[str]:
+    """The context names of the kubeconfig the client reads ($KUBECONFIG, else ~/.kube/config)."""
+    try:
+        from kubernetes import config
+
+        # $KUBECONFIG read now, not when the client was first imported (it caches the default).
+        contexts, _ = config.list_kube_config_contexts(config_file=os.environ.get("KUBECONFIG") or None)  # type: ignore[no-untyped-call]
+    except Exception:  # no kubeconfig at all
+        return []
+    return sorted(str(c.get("name")) for c in contexts or [])
+
+
 def discovery_cache(host: str) -> Path:
     """Where the API discovery of one API server is cached: igwlab's state directory, not the shared
     temp file the `kubernetes` client picks by default (which other programs write at the same time)."""
@@ -114,46 +209,29 @@ def _atomic_discoverer() -> type:
     return AtomicDiscoverer
 
 
-def _bound_requests(api_client: Any) -> None:
+def _bound_requests(api_client: Any, context: str | None, where: str | None) -> None:
     """Give every request of this client REQUEST_TIMEOUT unless its caller set one (the client's default is
-    to wait for ever, so a hung API server would hang igwlab), and turn a failure to reach the API server
-    into ClusterUnreachableError naming it."""
+    to wait for ever, so a hung API server would hang igwlab), and turn a failure to reach the API server,
+    in whatever call, into ClusterUnreachableError saying which server and how it failed."""
     import urllib3
 
     # urllib3 logs each connection retry as a warning, which would reach the user's terminal as noise.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     rest = api_client.rest_client
     send = rest.request
-    host = api_client.configuration.host
 
     def request(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
         try:
             return send(*args, _request_timeout=_request_timeout or REQUEST_TIMEOUT, **kwargs)
         except urllib3.exceptions.HTTPError as error:
-            raise unreachable(host, error) from error
+            raise ClusterUnreachableError(
+                explain_kube_error(error, context, where),
+                why="a hung, overloaded or stopped API server, or a network between here and it that drops connections",
+                fix="is the cluster up? (`kubectl cluster-info`); once it answers, run the same igwlab command "
+                "again: `igwlab up` continues where it stopped",
+            ) from error
 
     rest.request = request
-
-
-def unreachable(host: str, error: Exception) -> ClusterUnreachableError:
-    """What a user reads when the API server at `host` refused, reset or did not answer a request."""
-    import urllib3
-
-    cause: Any = error.reason if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason else error
-    # NewConnectionError (refused, no route) is a TimeoutError subclass in urllib3 2, for history's sake.
-    refused = isinstance(cause, urllib3.exceptions.NewConnectionError)
-    if isinstance(cause, urllib3.exceptions.TimeoutError) and not refused:
-        why = f"no answer within {REQUEST_TIMEOUT[1]:.0f}s" if "read" in str(cause).lower() else "connecting timed out"
-        why += " (the API server is hung, overloaded or cut off)"
-    else:
-        # "<urllib3.connection.HTTPSConnection object at 0x7f..>: Failed to establish ... refused" -> the words
-        why = re.sub(r"^<[^>]*>:\s*", "", str(cause)).strip() or type(cause).__name__
-    return ClusterUnreachableError(
-        f"the Kubernetes API server at {host} does not answer",
-        why=why[:300],
-        fix="check that the cluster is running (`kubectl cluster-info`, `kubectl get nodes`); once it answers, "
-        "run the same igwlab command again: `igwlab up` continues where it stopped",
-    )
 
 
 class KubernetesApi:
@@ -174,7 +252,7 @@ class KubernetesApi:
         api_client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=config_file, context=context, client_configuration=configuration
         )
-        _bound_requests(api_client)
+        _bound_requests(api_client, context, None if context or not kubeconfig else f"the cluster of {kubeconfig}")
         self._dynamic = DynamicClient(  # type: ignore[no-untyped-call]
             api_client,
             cache_file=str(discovery_cache(api_client.configuration.host)),

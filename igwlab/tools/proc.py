@@ -158,7 +158,9 @@ def run_until_interrupted(
     executable = shutil.which(argv[0], path=(env or os.environ).get("PATH"))
     if executable is None:
         raise ToolMissingError(f"{argv[0]} is not installed (not found on PATH)", fix=INSTALL_HINTS.get(argv[0]))
+    process: subprocess.Popen[str] | None = None
     try:
+        # Popen inside the try: a Ctrl-C right after the start still stops the child.
         process = subprocess.Popen(
             [executable, *argv[1:]],
             stdout=subprocess.PIPE,
@@ -167,18 +169,18 @@ def run_until_interrupted(
             errors="replace",
             env=dict(env) if env is not None else None,
         )
-    except OSError as error:
-        raise cannot_start(argv[0], executable, error) from error
-    try:
         assert process.stdout is not None
         for line in process.stdout:
             if on_output is not None:
                 on_output(line.rstrip())
         return process.wait()
+    except OSError as error:
+        raise cannot_start(argv[0], executable, error) from error
     except KeyboardInterrupt:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
         return 0

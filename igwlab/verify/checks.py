@@ -22,7 +22,15 @@ from igwlab.tools.kube import KubeApi
 from igwlab.verify import stats
 from igwlab.verify.engine import Engine, Observation
 from igwlab.verify.evidence import EppRef, SplitCounts, read_split_async
-from igwlab.verify.hints import first_failure, hint_for, model_not_served, summarize_outcomes, wrong_pool_hint
+from igwlab.verify.hints import (
+    first_failure,
+    hint_for,
+    model_not_served,
+    personalize,
+    printable,
+    summarize_outcomes,
+    wrong_pool_hint,
+)
 from igwlab.verify.report import CheckResult
 
 COMPLETIONS = "/v1/completions"
@@ -137,7 +145,7 @@ async def gateway_reachable(ctx: CheckContext) -> CheckResult:
     ctx.remember([observation])
     data = {"attempts": attempts, "status": observation.status}
     waited = f" after {attempts} attempts in {ctx.wait_s:.0f}s" if attempts > 1 else ""
-    if observation.error in ("connect", "timeout", "protocol"):
+    if observation.error in ("dns", "connect", "timeout", "protocol"):
         hint = ctx.hint(observation)
         if ctx.wait_s == 0:
             hint += " If the lab is still starting, pass --wait 120."
@@ -233,7 +241,7 @@ async def streaming(ctx: CheckContext) -> CheckResult:
     stream_body = {**_chat_body(ctx), "max_tokens": max(ctx.max_tokens, STREAM_TOKENS), "ignore_eos": True}
     observation = await ctx.engine.stream(CHAT, stream_body)
     ctx.remember([observation])
-    if observation.status != 200 or observation.error in ("connect", "timeout", "protocol", "bad-json"):
+    if observation.status != 200 or observation.error in ("dns", "connect", "timeout", "protocol", "bad-json"):
         if not observation.stream_chunks:
             return _failed_request("streaming", observation, "streamed chat", ctx.hint(observation))
         stalled = (
@@ -663,7 +671,7 @@ async def unknown_model(ctx: CheckContext) -> CheckResult:
             "Something answers any model name: a catch-all rewrite, or a server that ignores `model`.",
             data=data,
         )
-    if observation.error in ("timeout", "connect", "protocol"):
+    if observation.error in ("timeout", "dns", "connect", "protocol"):
         return CheckResult(
             "unknown-model",
             "fail",
@@ -805,6 +813,8 @@ async def run_checks(ctx: CheckContext) -> list[CheckResult]:
         results.append(await _timed(litellm_route, ctx))
     for name in CLUSTER_CHECKS:
         results.append(await cluster_check(ctx, name))
+    for result in results:  # the lab's own names in hints; server bytes escaped
+        result.detail, result.hint = printable(result.detail), personalize(result.hint, ctx.lab)
     return results
 
 

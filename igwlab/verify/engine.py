@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+from igwlab.urls import unresolved
 
 WARMING_STATUSES = {502, 503, 504}
 DRAIN_S = 1.0
@@ -26,7 +29,7 @@ class Observation:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     text: str = ""
-    error: str | None = None  # connect | timeout | protocol | bad-json | bad-stream
+    error: str | None = None  # dns | connect | timeout | protocol | bad-json | bad-stream
     error_detail: str = ""
     elapsed_s: float = 0.0
     ttft_s: float | None = None
@@ -222,8 +225,20 @@ def _chunk_text(chunk: Any) -> str:
     return str(delta.get("content") or "")
 
 
+def _unresolved(error: BaseException) -> bool:
+    """The host name did not resolve (getaddrinfo failed), somewhere in the exception's causes."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return unresolved(str(error))
+
+
 def _failed(error: httpx.HTTPError, elapsed: float) -> Observation:
-    if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
+    if isinstance(error, httpx.ConnectError) and _unresolved(error):
+        kind = "dns"
+    elif isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
         kind = "connect"
     elif isinstance(error, httpx.TimeoutException):
         kind = "timeout"

@@ -1,17 +1,29 @@
-"""What a failed observation most likely means, and the command that shows more."""
+"""What a failed observation most likely means, and the command that shows more.
+
+Hints are written for any lab (`kubectl logs deploy/<pool>-epp`, `kubectl get pods -l app=...`);
+`personalize` fills in the lab's namespace and names when verify reports them, and `printable`
+escapes what servers sent, so a control character or a terminal escape prints as `\x1b`.
+"""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from igwlab.verify.engine import Observation
+
+if TYPE_CHECKING:
+    from igwlab.labs import Lab
 
 DIAGNOSE = "`igwlab diagnose` bundles events and logs"
 
 OUTCOME_HINTS: dict[str, str] = {
     "connect": "Nothing accepts connections at this URL. Is the lab up (`igwlab status`)? On k3d the listener "
     "is mapped to a host port (see `igwlab plan`); on a cluster check `kubectl get gateway -A` for its address.",
+    "dns": "The URL's host name does not resolve: check its spelling, or use the gateway's IP address "
+    "(`kubectl get gateway -A` shows it).",
     "timeout": "The gateway took the request but no answer came in time: the pool fails closed (FailClose), "
     "so while its endpoint picker is unreachable requests wait or are refused; or the model server is "
     "overloaded or still loading (vLLM on CPU takes minutes). Check `kubectl get pods`, then the EPP logs; "
@@ -74,6 +86,40 @@ def hint_for(observation: Observation, failure_mode: str = "FailClose") -> str:
     if observation.status is not None and observation.status >= 500:
         return FAIL_OPEN_HINTS["500"] if failure_mode == "FailOpen" else OUTCOME_HINTS["500"]
     return f"Unexpected answer ({outcome}); {DIAGNOSE}."
+
+
+def personalize(hint: str, lab: Lab) -> str:
+    """`hint` with the lab's names: its namespace on every kubectl command, its pool, workload, gateway, route."""
+    backends = lab.backends()
+    pool, workload = backends[0].pool.name, backends[0].workload.name
+    workloads = [backend.workload.name for backend in backends]
+    selector = f"app={workload}" if len(workloads) == 1 else f"'app in ({','.join(workloads)})'"
+    for generic, concrete in (
+        ("<pool>", pool),
+        ("app=...", selector),
+        ("describe inferencepool`", f"describe inferencepool {' '.join(b.pool.name for b in backends)}`"),
+        ("describe pod`", f"describe pod -l app={pool}-epp`"),
+        ("get httproute -o yaml`", f"get httproute {lab.route.name} -o yaml`"),
+        ("get gateway -A`", f"get gateway {lab.gateway.name}`"),
+    ):
+        hint = hint.replace(generic, concrete)
+
+    def namespaced(match: re.Match[str]) -> str:
+        command = match.group(1)
+        if re.search(r"(^| )(-n|--namespace)[ =]", command):
+            return match.group(0)
+        command = re.sub(r" (-A|--all-namespaces)\b", "", command)
+        return f"`{command} -n {lab.namespace}`"
+
+    return re.sub(r"`(kubectl [^`]*)`", namespaced, hint)
+
+
+def printable(text: str, limit: int = 2000) -> str:
+    """Server-sent text safe to print: non-printable characters escaped (`\\n`, `\\x1b`), at most `limit` chars."""
+    if text.isprintable():
+        return text[:limit]
+    escaped = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    return escaped[:limit]
 
 
 def summarize_outcomes(observations: Iterable[Observation]) -> str:

@@ -13,12 +13,12 @@ from typing import Any
 
 import yaml
 
+from doubles.fakecluster import FakeCluster, crd_bundle_text
+from doubles.faketools import FakeTools
 from igwlab.labs import load_lab
 from igwlab.lifecycle import Environment, UpOptions, prepare
 from igwlab.selection import LabSelection
 from igwlab.sim import RunningSim, SimConfig
-from igwlab.testing.fakecluster import FakeCluster, crd_bundle_text
-from igwlab.testing.faketools import FakeTools
 
 
 def free_port() -> int:

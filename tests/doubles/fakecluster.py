@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
+from doubles.faketools import FakeTools
 from igwlab.catalog import Stack, load_catalog
-from igwlab.testing.faketools import FakeTools
 from igwlab.tools.kube import Manifest
 
 BUILTIN_GROUPS = {

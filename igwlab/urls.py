@@ -1,0 +1,78 @@
+"""Checking the URLs users give (`--url`, `--litellm-url`, `top --url NAME=URL`) before anything is sent.
+
+A URL igwlab cannot use is refused up front with exit 2 and the reason (RFC 3986 as Python's
+urllib and httpx read it): http or https, a host, a port from 1 to 65535 when one is given, a
+well-formed IPv6 literal in brackets, no spaces or control characters, and no query or fragment
+(igwlab appends API paths such as `/v1/completions` to it).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+from igwlab.errors import UsageError
+
+EXAMPLE = "http://127.0.0.1:8080"
+
+
+def check_url(value: str, flag: str = "--url") -> str:
+    """`value` without a trailing slash, or UsageError naming `flag` and what is wrong with it."""
+
+    def refuse(problem: str, fix: str = f"use a form like {EXAMPLE}") -> UsageError:
+        return UsageError(f"{flag} {value!r} {problem}", fix=fix)
+
+    text = value.strip()
+    if not text:
+        raise refuse("is empty")
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise refuse("contains spaces or control characters")
+    try:
+        parts = urlsplit(text)
+    except ValueError as error:  # "Invalid IPv6 URL" and the like
+        raise refuse(f"is not a valid URL ({error})") from None
+    if parts.scheme not in ("http", "https"):
+        fix = f"add the scheme: http://{text}" if "://" not in text else f"use a form like {EXAMPLE}"
+        raise refuse("is not an http(s) URL", fix)
+    host = parts.hostname
+    if not host:
+        raise refuse("has no host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise refuse("has a port that is not a number from 1 to 65535") from None
+    if port == 0:
+        raise refuse("has port 0, which nothing listens on")
+    if parts.query or parts.fragment:
+        raise refuse("has a query or fragment", "give the base URL only; igwlab appends paths like /v1/completions")
+    if "[" in parts.netloc:
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            raise refuse(f"has a malformed IPv6 address [{host}]") from None
+    else:
+        try:
+            host.encode("idna")
+        except UnicodeError:
+            raise refuse(f"has a host name that cannot be encoded for DNS ({host!r})") from None
+    try:
+        import httpx
+
+        httpx.URL(text)
+    except Exception as error:  # httpx's own checks; whatever it refuses, we refuse first
+        raise refuse(f"is not a URL httpx can use ({error})") from None
+    return text.rstrip("/")
+
+
+_UNRESOLVED = (
+    "Name or service not known",
+    "nodename nor servname",
+    "Temporary failure in name resolution",
+    "getaddrinfo failed",
+    "No address associated with hostname",
+)
+
+
+def unresolved(detail: str) -> bool:
+    """An error text (from httpx, aiohttp or the resolver) saying a host name did not resolve."""
+    return any(marker in detail for marker in _UNRESOLVED)
