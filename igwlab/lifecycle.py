@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from igwlab.crds import CRD_API
 from igwlab.doctor import DoctorReport, run_doctor
 from igwlab.errors import CannotWriteError, IgwlabError, PrerequisiteError, StepTimeoutError, UsageError
 from igwlab.labs import with_cluster_name
@@ -483,27 +484,77 @@ def _remove_lab_objects(
                             removed.append(f"{hook['kind']}/{hook['metadata']['name']}")
         elif step.kind == "crds" and options.crds:
             for crd in step.crds:
-                if kube.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd):
+                if kube.delete(CRD_API, "CustomResourceDefinition", crd):
                     say(f"deleted CRD {crd}")
                     removed.append(f"CustomResourceDefinition/{crd}")
+            bundle = next((b for b in current.rendered.crd_bundles if b.step == step.id), None)
+            for api_version, kind, name in bundle.admission if bundle is not None else ():
+                if kube.delete(api_version, kind, name):
+                    say(f"deleted {kind} {name} (applied with the CRDs)")
+                    removed.append(f"{kind}/{name}")
     releases = [summary for step in ordered if step.kind == "helm" for summary in step.releases]
     _remove_release_namespaces(kube, releases, current.resolved.lab.namespace, removed, say)
     namespaces = [ref.split("/", 1)[1] for ref in removed if ref.startswith("Namespace/")]
     if namespaces:
         say(f"waiting for namespace {', '.join(namespaces)} to finish terminating")
         wait_namespaces_gone(kube, namespaces, options.timeout_s, env.poll_s)
+    crds = [ref.split("/", 1)[1] for ref in removed if ref.startswith("CustomResourceDefinition/")]
+    if crds:
+        say(f"waiting for {len(crds)} CRDs to be gone")
+        wait_crds_gone(kube, crds, options.timeout_s, env.poll_s)
     return removed
 
 
 def wait_namespaces_gone(kube: KubeApi, names: list[str], timeout_s: float, poll_s: float = 0.25) -> None:
     """Return once every namespace in `names` is gone; a namespace the API server cannot finish deleting
     (objects whose finalizers nobody removes) raises StepTimeoutError naming what holds it."""
+
+    def stuck(name: str, causes: str) -> StepTimeoutError:
+        return StepTimeoutError(
+            f"namespace {name} is still Terminating after {timeout_s:.0f}s",
+            why=causes or "the API server has not finished deleting what is in it",
+            fix=f"`kubectl get all,events -n {name}` shows what is left; objects whose finalizers no controller "
+            "removes any more keep it: remove those finalizers (kubectl patch KIND NAME -n "
+            f'{name} --type merge -p \'{{"metadata":{{"finalizers":null}}}}\'), then run `igwlab teardown` again',
+        )
+
+    _wait_gone(kube, "v1", "Namespace", names, timeout_s, poll_s, stuck)
+
+
+def wait_crds_gone(kube: KubeApi, names: list[str], timeout_s: float, poll_s: float = 0.25) -> None:
+    """Return once every CRD in `names` is gone: the API server deletes a CRD asynchronously, after it has
+    removed every custom resource of it, and an `up` meanwhile could not re-create it. One it cannot finish
+    (a resource whose finalizer nobody removes) raises StepTimeoutError naming what holds it."""
+
+    def stuck(name: str, causes: str) -> StepTimeoutError:
+        return StepTimeoutError(
+            f"CRD {name} is still terminating after {timeout_s:.0f}s",
+            why=causes or "the API server has not finished deleting its custom resources",
+            fix=f"`kubectl get {name} -A` shows what is left; resources whose finalizers no controller removes "
+            f"any more keep it: remove those finalizers (kubectl patch {name} NAME -n NAMESPACE --type merge -p "
+            '\'{"metadata":{"finalizers":null}}\'), then run `igwlab teardown --crds` again',
+        )
+
+    _wait_gone(kube, CRD_API, "CustomResourceDefinition", names, timeout_s, poll_s, stuck)
+
+
+def _wait_gone(
+    kube: KubeApi,
+    api_version: str,
+    kind: str,
+    names: list[str],
+    timeout_s: float,
+    poll_s: float,
+    stuck: Callable[[str, str], StepTimeoutError],
+) -> None:
+    """Poll (backing off to 2 s) until none of `names` exists; at the deadline raise `stuck(name, causes)`,
+    causes being the messages of the first one's true status conditions."""
     pending = list(names)
     deadline = time.monotonic() + timeout_s
     delay = poll_s
     while True:
-        live = {name: kube.get("v1", "Namespace", name) for name in pending}
-        pending = [name for name, namespace in live.items() if namespace is not None]
+        live = {name: kube.get(api_version, kind, name) for name in pending}
+        pending = [name for name, obj in live.items() if obj is not None]
         if not pending:
             return
         if time.monotonic() >= deadline:
@@ -513,13 +564,7 @@ def wait_namespaces_gone(kube: KubeApi, names: list[str], timeout_s: float, poll
                 for c in ((live[name] or {}).get("status") or {}).get("conditions") or []
                 if c.get("status") == "True" and c.get("message")
             ]
-            raise StepTimeoutError(
-                f"namespace {name} is still Terminating after {timeout_s:.0f}s",
-                why="; ".join(causes) or "the API server has not finished deleting what is in it",
-                fix=f"`kubectl get all,events -n {name}` shows what is left; objects whose finalizers no controller "
-                "removes any more keep it: remove those finalizers (kubectl patch KIND NAME -n "
-                f'{name} --type merge -p \'{{"metadata":{{"finalizers":null}}}}\'), then run `igwlab teardown` again',
-            )
+            raise stuck(name, "; ".join(causes))
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 1.5, 2.0)
 

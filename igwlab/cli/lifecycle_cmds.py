@@ -190,7 +190,8 @@ def teardown(
         typer.Option(
             "--crds",
             help="With --context: also delete the Gateway API and "
-            "inference CRDs (shared with anything else on the cluster).",
+            "inference CRDs (shared with anything else on the cluster), and the admission "
+            "policy Gateway API v1.5+ installs with them.",
         ),
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
