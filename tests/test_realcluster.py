@@ -59,7 +59,9 @@ def test_preset_up_status_rerun_verify_teardown(preset: str, real_mirror: Path, 
         assert all(obj["exists"] for obj in shown["objects"]), [o for o in shown["objects"] if not o["exists"]]
         assert all(release["deployed"] for release in shown["releases"]), shown["releases"]
         # Objects igwlab renders are server-side applied under its own field manager.
-        routes = json.loads(lab.cluster.kubectl("get", "httproutes", "-A", "-o", "json", "--show-managed-fields"))["items"]
+        routes = json.loads(lab.cluster.kubectl("get", "httproutes", "-A", "-o", "json", "--show-managed-fields"))[
+            "items"
+        ]
         assert routes and all(
             {"manager": "igwlab", "operation": "Apply"}.items() <= entry.items()
             for route in routes
