@@ -22,7 +22,7 @@ from igwlab.records import RunRecord, latest_run, private_file
 from igwlab.render import Rendered, render_lab, to_yaml
 from igwlab.runner import EventSink, RunResult, Worker
 from igwlab.selection import LabSelection, ResolvedLab, resolve_lab
-from igwlab.state import current_lab_file, ensure_writable, read_current_lab
+from igwlab.state import current_lab_file, ensure_writable, names_recorded_lab, read_current_lab
 from igwlab.steps import CREATED_BY_IGWLAB, Fetch, KubeFactory, UpContext, kubeconfig_path
 from igwlab.tools import k3d, portforward
 from igwlab.tools.kube import KubeApi, KubernetesApi
@@ -294,6 +294,10 @@ class CurrentLab:
     @property
     def context(self) -> str | None:
         return self.data.get("context")
+
+    def is_lab(self, reference: str) -> bool:
+        """Whether `reference` (a preset name or a lab file path, as `--lab` takes) names this lab."""
+        return reference == self.resolved.lab.name or names_recorded_lab(self.data, reference)
 
     def kube(self, env: Environment) -> KubeApi:
         """The lab's cluster; failing to reach it is an igwlab error that says why (exit 3)."""

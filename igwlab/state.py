@@ -54,3 +54,12 @@ def read_current_lab() -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def names_recorded_lab(record: dict[str, Any], reference: str) -> bool:
+    """Whether `reference` (a preset name or a lab file path, as `--lab` takes) names the lab `up`
+    recorded in `record` (read_current_lab): its name, or the file it was loaded from."""
+    if reference == record.get("lab"):
+        return True
+    recorded_file = record.get("lab_file")
+    return isinstance(recorded_file, str) and Path(reference).expanduser().resolve() == Path(recorded_file)

@@ -373,3 +373,32 @@ def test_doctor_warns_when_vllm_downloads_from_hugging_face_without_a_token(
         assert "export HF_TOKEN" in finding.fix
     sim = run_doctor(resolve_lab(LabSelection(lab="agentgateway-fake-llm")), tools)
     assert not [f for f in sim.findings if f.name == "hf-token"], "the simulator downloads nothing"
+
+
+def test_verify_load_and_top_take_the_lab_from_the_file_that_is_up(tmp_path: Path) -> None:
+    """`up --lab ./my-lab.yaml` with a name that is no preset: verify and load must read the lab from the
+    file `up` recorded, not look for a preset of that name; `top --lab` accepts the file's path."""
+    import yaml
+    from helpers import invoke, json_data
+    from typer.testing import CliRunner
+
+    from igwlab.lifecycle import current_lab
+    from igwlab.verify.run import VerifyOptions, verify
+
+    with lab_world(tmp_path) as world:
+        data = yaml.safe_load(world.lab_file.read_text())
+        data["name"] = "my-picker-lab"
+        lab_file = tmp_path / "my-picker-lab.yaml"
+        lab_file.write_text(yaml.safe_dump(data))
+        options = world.options()
+        options = type(options)(**{**vars(options), "selection": type(options.selection)(lab=str(lab_file))})
+        assert up(options, world.env).run.ok
+        report = verify(VerifyOptions(requests=10), world.env)
+        load = invoke(CliRunner(), "load", "--rps", "5", "--duration", "1s", "--json")
+        current = current_lab()
+    reachable = next(check for check in report.checks if check.name == "gateway-reachable")
+    assert reachable.status == "pass", reachable
+    assert load.exit_code == 0, load.stdout
+    assert json_data(load, "load")["stages"][0]["succeeded"] == 5
+    assert current.is_lab("my-picker-lab") and current.is_lab(str(lab_file))
+    assert not current.is_lab("kgateway-fake-llm") and not current.is_lab(str(tmp_path / "other.yaml"))

@@ -69,3 +69,18 @@ def test_the_split_is_read_from_the_endpoint_pickers_counter() -> None:
     after = SplitCounts(by_target=counts + Counter({"fake-llm-lora-b": 10}), pods=1)
     assert after.since(before) == {"fake-llm-lora-b": 10}
     assert parse_split(text, "inference_model_request_total", "fake-llm") == {}, "v0.x names its counter apart"
+
+
+def test_verify_and_load_read_the_lab_as_up_selected_it() -> None:
+    """The workload, GIE version and add-ons `up` was given shape what verify and load expect (pod names in
+    answers, how a split shows), so without --lab, or with --lab naming the lab that is up, they apply."""
+    from igwlab.selection import LabSelection, resolve_lab
+    from igwlab.verify.run import recorded_selection
+
+    record = {"lab": "agentgateway-fake-llm", "lab_file": None, "selection": {"workload": "vllm-cpu"}}
+    selection = recorded_selection(record, None)
+    assert selection == LabSelection(lab="agentgateway-fake-llm", workload="vllm-cpu")
+    assert resolve_lab(selection).lab.workload.kind == "vllm-cpu"
+    assert recorded_selection(record, "agentgateway-fake-llm") == selection
+    assert recorded_selection(record, "kgateway-fake-llm") == LabSelection(lab="kgateway-fake-llm")
+    assert recorded_selection({}, None) == LabSelection(lab="agentgateway-fake-llm")  # the default provider

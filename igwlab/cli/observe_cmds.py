@@ -184,7 +184,7 @@ def load(
     from igwlab.cli.load_view import print_load, progress
     from igwlab.observe.load import LoadOptions, parse_counts, parse_duration, parse_rates, run_load
     from igwlab.observe.metrics import parse_slo
-    from igwlab.selection import LabSelection, resolve_lab
+    from igwlab.selection import resolve_lab
     from igwlab.verify.run import VerifyOptions, resolve_target
 
     options = LoadOptions(
@@ -211,8 +211,8 @@ def load(
         from igwlab.observe.plot import prepare_out_dir
 
         prepare_out_dir(out)
-    lab_reference, gateway = resolve_target(VerifyOptions(lab=lab, url=url), command="load")
-    resolved = resolve_lab(LabSelection(lab=lab_reference))
+    selection, gateway = resolve_target(VerifyOptions(lab=lab, url=url), command="load")
+    resolved = resolve_lab(selection)
     first = resolved.lab.models[0]
     options = replace(
         options,
@@ -292,7 +292,7 @@ def top(
         from igwlab.lifecycle import Environment, current_lab
 
         current = current_lab()
-        if lab and lab != current.resolved.lab.name:
+        if lab and not current.is_lab(lab):
             raise UsageError(
                 f"lab {lab} is not the lab that is up ({current.resolved.lab.name})",
                 fix="drop --lab, or pass --url for each model server",

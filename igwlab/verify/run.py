@@ -6,6 +6,7 @@ import asyncio
 import base64
 import os
 from dataclasses import dataclass, replace
+from typing import Any
 
 from igwlab import gates as g
 from igwlab.errors import IgwlabError, UsageError
@@ -14,7 +15,7 @@ from igwlab.labs import DEFAULT_PROVIDER, PRESET_SUFFIX, Lab
 from igwlab.lifecycle import Environment, current_lab
 from igwlab.render.epp import failure_mode_in_force
 from igwlab.selection import LabSelection, ResolvedLab, resolve_lab
-from igwlab.state import current_lab_file, read_current_lab
+from igwlab.state import current_lab_file, names_recorded_lab, read_current_lab
 from igwlab.urls import check_url
 from igwlab.verify.checks import CheckContext, ClusterAccess, LabFacts, run_checks
 from igwlab.verify.engine import Engine
@@ -34,12 +35,14 @@ class VerifyOptions:
     litellm_key: str | None = None
 
 
-def resolve_target(options: VerifyOptions, command: str = "verify") -> tuple[str, str]:
-    """(lab reference, gateway URL) from the flags, else from what `up` recorded; the URL checked up front."""
+def resolve_target(options: VerifyOptions, command: str = "verify") -> tuple[LabSelection, str]:
+    """(lab selection, gateway URL) from the flags, else from what `up` recorded: the lab file `up` was
+    given (a lab file's name need not be a preset's), else the preset's name, with the workload, GIE
+    version and add-ons `up` was given; the URL checked up front."""
     current = read_current_lab() or {}
-    lab = options.lab or current.get("lab") or f"{DEFAULT_PROVIDER}{PRESET_SUFFIX}"
+    selection = recorded_selection(current, options.lab)
     if options.url is not None:
-        return str(lab), check_url(options.url, "--url")
+        return selection, check_url(options.url, "--url")
     recorded = current.get("url")
     if not recorded:
         raise UsageError(
@@ -48,7 +51,23 @@ def resolve_target(options: VerifyOptions, command: str = "verify") -> tuple[str
             fix="pass --url http://HOST:PORT (the gateway's address), e.g. --url http://127.0.0.1:8000 for a local "
             "`igwlab sim`",
         )
-    return str(lab), check_url(str(recorded), f"the URL `up` recorded in {current_lab_file()}")
+    return selection, check_url(str(recorded), f"the URL `up` recorded in {current_lab_file()}")
+
+
+def recorded_selection(current: dict[str, Any], lab: str | None) -> LabSelection:
+    """The lab `--lab` names (the preset of the default provider without it); when that is the lab `up`
+    recorded (or --lab is absent and one is recorded), as `up` selected it: its file, workload, GIE
+    version and add-ons, so that requests name the models the lab really serves."""
+    recorded_lab = current.get("lab_file") or current.get("lab")
+    if recorded_lab and (lab is None or names_recorded_lab(current, lab)):
+        chosen = current.get("selection") or {}
+        return LabSelection(
+            lab=str(recorded_lab),
+            workload=chosen.get("workload"),
+            gie_version=chosen.get("gie_version"),
+            addons=tuple(chosen.get("addons") or ()),
+        )
+    return LabSelection(lab=lab or f"{DEFAULT_PROVIDER}{PRESET_SUFFIX}")
 
 
 def cluster_access(lab: Lab, env: Environment) -> tuple[ClusterAccess | None, str]:
@@ -82,8 +101,8 @@ def verify(options: VerifyOptions, env: Environment | None = None) -> Report:
         raise UsageError("--requests and --concurrency must be at least 1")
     if options.wait_s < 0 or options.timeout_s <= 0:
         raise UsageError("--wait must be 0 or more and --timeout more than 0 seconds")
-    lab_reference, url = resolve_target(options)
-    resolved = resolve_lab(LabSelection(lab=lab_reference))
+    selection, url = resolve_target(options)
+    resolved = resolve_lab(selection)
     lab = resolved.lab
     cluster, skip_reason = cluster_access(lab, env or Environment())
     key = options.litellm_key or os.environ.get("LITELLM_MASTER_KEY") or _litellm_key_from(cluster, lab)
