@@ -185,8 +185,10 @@ def test_older_crds_on_the_cluster_are_upgraded_with_a_note(served_lab: RealLab)
         assert findings[name]["status"] == "warn" and "upgrades" in findings[name]["detail"], findings[name]
         assert older in findings[name]["detail"], findings[name]
 
-    result = lab.igwlab("up", "--lab", "agentgateway-fake-llm", "--timeout", "180")
+    result = lab.igwlab("up", "--lab", "agentgateway-fake-llm", "--timeout", "180", "--json")
     assert result.returncode == 0, result.output + lab.diagnostics()
+    notes = {note["check"]: note["detail"] for note in result.json()["data"]["notes"]}
+    assert set(notes) == {"gateway-api-crds", "inference-crds"} and "v1.2.1" in notes["gateway-api-crds"], notes
     assert "note: gateway-api-crds: up upgrades" in result.stderr and "v1.2.1" in result.stderr, result.output
     assert "note: inference-crds: up upgrades" in result.stderr, result.output
     versions = _versions(lab.cluster)
