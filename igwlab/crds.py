@@ -26,6 +26,9 @@ GATEWAY_CHANNEL_ANNOTATION = "gateway.networking.k8s.io/channel"
 SAFE_UPGRADES_POLICY = "safe-upgrades.gateway.networking.k8s.io"
 SAFE_UPGRADES_FLOOR = "v1.5.0"  # the policy denies Gateway API CRDs of bundle versions before this
 CRD_API = "apiextensions.k8s.io/v1"
+ADMISSION_API = "admissionregistration.k8s.io/v1"
+
+AdmissionObject = tuple[str, str, str]  # (apiVersion, kind, name)
 
 Verdict = Literal["absent", "same", "upgrade", "refuse"]
 
@@ -43,6 +46,7 @@ class CrdSet:
     channel: str | None = None
     served_version: str | None = None  # checked where there is no version annotation
     gateway_api: bool = False
+    admission: tuple[AdmissionObject, ...] = ()  # what the bundle applies beside its CRDs, binding first
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ def crd_sets(resolved: ResolvedLab) -> list[CrdSet]:
             version_annotation=GATEWAY_VERSION_ANNOTATION,
             channel=pin.channel,
             gateway_api=True,
+            admission=bundle_admission(pin.version),
         ),
         CrdSet(
             title=f"Gateway API Inference Extension {stack.gie_version}",
@@ -78,6 +83,19 @@ def crd_sets(resolved: ResolvedLab) -> list[CrdSet]:
             served_version=gie.crd_served_version,
         ),
     ]
+
+
+def bundle_admission(gateway_api_version: str) -> tuple[AdmissionObject, ...]:
+    """The admission objects a Gateway API install bundle applies beside its CRDs, binding first (the
+    order to delete them in): from v1.5.0 both channels end with the safe-upgrades ValidatingAdmissionPolicy
+    and its binding (gateway-api config/crd/{standard,experimental}/gateway.networking.k8s.io_vap_safeupgrades.yaml).
+    `teardown --crds` removes them with the CRDs: left alone, the policy denies the next lab's older bundle."""
+    if version_tuple(gateway_api_version) < version_tuple(SAFE_UPGRADES_FLOOR):
+        return ()
+    return (
+        (ADMISSION_API, "ValidatingAdmissionPolicyBinding", SAFE_UPGRADES_POLICY),
+        (ADMISSION_API, "ValidatingAdmissionPolicy", SAFE_UPGRADES_POLICY),
+    )
 
 
 def _annotations(crd: dict[str, Any]) -> dict[str, str]:
@@ -119,6 +137,21 @@ def fit(wanted: CrdSet, existing: dict[str, dict[str, Any] | None], safe_upgrade
         if wanted.channel and channel and channel != wanted.channel:
             channels.append(f"{name} ({channel})")
     fresh_cluster = "use a fresh cluster: on k3d `--cluster NAME` makes one beside this"
+    if wanted.gateway_api and safe_upgrades and want < version_tuple(SAFE_UPGRADES_FLOOR):
+        # First: the policy denies creating such CRDs as well as updating them (CREATE and UPDATE), so
+        # deleting newer or other-channel CRDs alone would not let the lab install its bundle.
+        also = [f"newer {', '.join(newer)}"] if newer else []
+        also += [f"another channel: {', '.join(channels)}"] if channels else []
+        return Fit(
+            "refuse",
+            f"the cluster's ValidatingAdmissionPolicy {SAFE_UPGRADES_POLICY} (from a Gateway API v1.5+ bundle) "
+            f"denies the {wanted.version} bundle this lab installs"
+            + (f"; the cluster's Gateway API CRDs are {'; '.join(also)}" if also else ""),
+            f"{fresh_cluster}, or a lab on Gateway API v1.5+ (--provider agentgateway), or remove the policy "
+            f"(kubectl delete validatingadmissionpolicy,validatingadmissionpolicybinding {SAFE_UPGRADES_POLICY})"
+            + (" and those CRDs" if also else "")
+            + " if nothing else needs them",
+        )
     if newer:
         return Fit(
             "refuse",
@@ -132,15 +165,6 @@ def fit(wanted: CrdSet, existing: dict[str, dict[str, Any] | None], safe_upgrade
             f"the cluster's Gateway API CRDs are another channel than this lab's {wanted.channel}: "
             f"{', '.join(channels)}",
             f"{fresh_cluster}, or a lab whose stack installs the {channels[0].split('(')[-1].rstrip(')')} channel",
-        )
-    if wanted.gateway_api and safe_upgrades and want < version_tuple(SAFE_UPGRADES_FLOOR):
-        return Fit(
-            "refuse",
-            f"the cluster's ValidatingAdmissionPolicy {SAFE_UPGRADES_POLICY} (from a Gateway API v1.5+ bundle) "
-            f"denies the {wanted.version} bundle this lab installs",
-            f"{fresh_cluster}, or a lab on Gateway API v1.5+ (--provider agentgateway), or remove the policy "
-            f"(kubectl delete validatingadmissionpolicy,validatingadmissionpolicybinding {SAFE_UPGRADES_POLICY}) "
-            "and the newer CRDs if nothing else needs them",
         )
     if older or unserved:
         what = ", ".join([*older, *unserved])
@@ -169,5 +193,5 @@ def read_cluster(
     """Each set's CRDs as found on the cluster (`get(api_version, kind, name)`), and whether the cluster
     has the safe-upgrades admission policy."""
     found = {s.title: {name: get(CRD_API, "CustomResourceDefinition", name) for name in s.names} for s in sets}
-    policy = get("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", SAFE_UPGRADES_POLICY)
+    policy = get(ADMISSION_API, "ValidatingAdmissionPolicy", SAFE_UPGRADES_POLICY)
     return found, policy is not None

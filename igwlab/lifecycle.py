@@ -12,11 +12,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from igwlab.crds import CRD_API
+from igwlab.deletion import wait_crds_gone, wait_namespaces_gone
 from igwlab.doctor import DoctorReport, run_doctor
 from igwlab.errors import CannotWriteError, ClusterUnreachableError, IgwlabError, PrerequisiteError, UsageError
 from igwlab.labs import with_cluster_name
 from igwlab.mirror import Sources, resolve_sources
-from igwlab.namespaces import wait_namespaces_gone
 from igwlab.plan import Plan, build_plan
 from igwlab.records import RunRecord, latest_run, private_file
 from igwlab.render import Rendered, render_lab, to_yaml
@@ -488,15 +489,24 @@ def _remove_lab_objects(
                             removed.append(f"{hook['kind']}/{hook['metadata']['name']}")
         elif step.kind == "crds" and options.crds:
             for crd in step.crds:
-                if kube.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd):
+                if kube.delete(CRD_API, "CustomResourceDefinition", crd):
                     say(f"deleted CRD {crd}")
                     removed.append(f"CustomResourceDefinition/{crd}")
+            bundle = next((b for b in current.rendered.crd_bundles if b.step == step.id), None)
+            for api_version, kind, name in bundle.admission if bundle is not None else ():
+                if kube.delete(api_version, kind, name):
+                    say(f"deleted {kind} {name} (applied with the CRDs)")
+                    removed.append(f"{kind}/{name}")
     releases = [summary for step in ordered if step.kind == "helm" for summary in step.releases]
     _remove_release_namespaces(kube, releases, current.resolved.lab.namespace, removed, say)
     namespaces = [ref.split("/", 1)[1] for ref in removed if ref.startswith("Namespace/")]
     if namespaces:
         say(f"waiting for namespace {', '.join(namespaces)} to finish terminating")
         wait_namespaces_gone(kube, namespaces, options.timeout_s, env.poll_s)
+    crds = [ref.split("/", 1)[1] for ref in removed if ref.startswith("CustomResourceDefinition/")]
+    if crds:
+        say(f"waiting for {len(crds)} CRDs to be gone")
+        wait_crds_gone(kube, crds, options.timeout_s, env.poll_s)
     return removed
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from igwlab import gates as g
 from igwlab import yamlio
+from igwlab.deletion import is_terminating, wait_namespaces_gone
 from igwlab.errors import IgwlabError, StepTimeoutError
 from igwlab.mirror import Sources, normalize_image
-from igwlab.namespaces import is_terminating, wait_namespaces_gone
 from igwlab.plan import Plan, Step
 from igwlab.records import RunRecord, private_file
 from igwlab.render import HelmRelease, Rendered, to_yaml

@@ -7,9 +7,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from typer.testing import CliRunner, Result
 
 from igwlab.cli.app import app
@@ -74,3 +76,20 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
     while not condition():
         assert time.monotonic() < deadline, f"{what} did not happen within {timeout_s:.0f}s"
         time.sleep(0.005)
+
+
+def write_kubeconfig(path: Path, context: str, server: str = "https://127.0.0.1:9") -> Path:
+    """A kubeconfig with one context (token user) pointing at `server`; nothing answers at the default."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": server}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": context, "context": {"cluster": "c", "user": "u"}}],
+                "current-context": context,
+            }
+        )
+    )
+    return path

@@ -84,6 +84,26 @@ class RealLab:
         cluster = KwokCluster.create(
             name, workdir / "kwok", nodes=nodes, stages=stages, node_cpu=node_cpu, node_memory=node_memory
         )
+        try:
+            with cls.on(cluster, workdir, mirror, data_path=data_path, hold=hold, real_sim=real_sim) as lab:
+                yield lab
+        finally:
+            cluster.delete()
+
+    @classmethod
+    @contextmanager
+    def on(
+        cls,
+        cluster: KwokCluster,
+        workdir: Path,
+        mirror: Path | None,
+        *,
+        data_path: bool = True,
+        hold: frozenset[str] = frozenset(),
+        real_sim: bool = False,
+    ) -> Iterator[RealLab]:
+        """A lab on a cluster that outlives it (one cluster shared by a module's tests): igwlab's state,
+        helm's caches and the stand-ins live under `workdir` and stop with the lab; the cluster stays."""
         k8s = testbin.ensure(testbin.TOOLS[f"kubernetes-{testbin.K8S_VERSION}"])
         env = helm_env(workdir, testbin.binary("helm"), [k8s])
         env.update(
@@ -100,7 +120,6 @@ class RealLab:
             yield lab
         finally:
             lab.stop()
-            cluster.delete()
 
     _data_path: bool = True
     _real_sim: bool = False

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from doubles.faketools import FakeTools
-from helpers import invoke
+from helpers import invoke, write_kubeconfig
 from typer.testing import CliRunner
 
 from igwlab.labs import load_lab
@@ -207,19 +207,7 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "adir").mkdir()
     os.mkfifo(root / "fifo")
     os.symlink(root / "loop", root / "loop")
-    kubeconfig = root / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "only", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "only",
-            }
-        )
-    )
+    kubeconfig = write_kubeconfig(root / "kubeconfig", "only")
     return {
         "latin1": put("latin1.yaml", b"name: caf\xe9\n"),
         "binary": put("binary.yaml", bytes(range(256))),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import envelope, invoke, json_data
+from helpers import envelope, invoke, json_data, write_kubeconfig
 from typer.testing import CliRunner
 
 from igwlab.errors import ExitCode
@@ -288,19 +288,7 @@ def test_a_missing_context_is_named_with_the_contexts_there_are(
 ) -> None:
     from igwlab.lifecycle import Environment, context_problem
 
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "lab-a", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "lab-a",
-            }
-        )
-    )
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "lab-a")
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     missing = context_problem(Environment(), "lab-b")
     assert missing == "no context lab-b in your kubeconfig; contexts: lab-a"

@@ -68,7 +68,7 @@ def test_a_split_changed_in_the_cluster_fails_traffic_split(
     """The lab says 70/30; someone set 10/90 in the cluster. verify must notice, through the real EPP."""
     with lab_up(tmp_path, real_mirror, preset) as lab:
         lab.cluster.kubectl("patch", kind, "fake-llm", "-n", "igwlab", "--type", "json", "-p", json.dumps(patch))
-        verify = lab.run("verify", "--json", "--requests", "200")
+        verify = lab.run("verify", "--json", "--requests", "200", "--concurrency", "20")
         split = checks_of(verify)["traffic-split"]
         assert verify.returncode == 1 and split["status"] == "fail", verify.output + lab.diagnostics()
         assert "want 70%" in split["detail"] and "not the configured one" in split["hint"]
@@ -159,7 +159,7 @@ def test_load_keeps_each_prefix_on_its_pod_and_top_sees_the_queues(real_mirror: 
 def test_the_real_simulator_passes_the_same_checks(real_mirror: Path, tmp_path: Path) -> None:
     """The pool's pods run the real llm-d-inference-sim (v0.10.2, built by testbin) instead of igwlab sim."""
     with lab_up(tmp_path, real_mirror, "agentgateway-fake-llm", real_sim=True) as lab:
-        verify = lab.run("verify", "--json")
+        verify = lab.run("verify", "--json", "--requests", "100", "--concurrency", "20")
         failed = {name: c for name, c in checks_of(verify).items() if c["status"] not in ("pass", "skip")}
         assert verify.returncode == 0 and not failed, verify.output + lab.diagnostics()
 

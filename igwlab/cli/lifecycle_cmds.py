@@ -112,6 +112,13 @@ def up(
     else:
         with Progress(prepared[2]) as progress:
             result = run_up(options, on_event=progress, prepared=prepared)
+    # What up changed or found that the user should know though it went on (CRDs upgraded, a newer
+    # Kubernetes than tested): the "note:" lines, also in --json's data.
+    notes = [
+        {"check": finding.name, "detail": finding.detail}
+        for finding in (result.doctor.findings if result.doctor is not None else [])
+        if finding.status == "warn"
+    ]
     data = {
         "lab": result.plan.lab,
         "url": result.url,
@@ -119,6 +126,7 @@ def up(
         "record": str(result.record) if result.record else None,
         "duration_s": round(result.duration_s, 2),
         "steps": [vars(result.run.outcomes[s.id]) for s in result.plan.steps],
+        "notes": notes,
     }
     if dry_run and not json_output:
         from igwlab.cli.render_text import print_plan
@@ -127,12 +135,11 @@ def up(
         stdout().print("dry run: every step was walked through and nothing was changed.")
     elif not json_output:
         print_summary(result.plan, result.run)
-    if result.doctor is not None and not json_output:
+    if notes:  # on stderr with --json too: messages never mix with the envelope
         from rich.text import Text
 
-        for finding in result.doctor.findings:
-            if finding.status == "warn":  # e.g. CRDs upgraded, a Kubernetes newer than tested
-                stderr().print(Text(f"note: {finding.name}: {finding.detail}"))
+        for note in notes:
+            stderr().print(Text(f"note: {note['check']}: {note['detail']}"))
     if result.run.interrupted:
         from igwlab.errors import Interrupted
 
@@ -190,7 +197,8 @@ def teardown(
         typer.Option(
             "--crds",
             help="With --context: also delete the Gateway API and "
-            "inference CRDs (shared with anything else on the cluster).",
+            "inference CRDs (shared with anything else on the cluster), and the admission "
+            "policy Gateway API v1.5+ installs with them.",
         ),
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,

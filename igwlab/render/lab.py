@@ -130,6 +130,7 @@ def crd_bundles(resolved: ResolvedLab) -> list[CrdBundle]:
             url=crd_set.url,
             crds=crd_set.names,
             version_annotation=crd_set.version_annotation,
+            admission=crd_set.admission,
         )
         for crd_set in crd_sets(resolved)
         if crd_set.installed_by == "igwlab"

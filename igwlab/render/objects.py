@@ -78,6 +78,9 @@ class CrdBundle:
     crds: tuple[str, ...]
     # The annotation whose value is `version` on each CRD of the bundle (None: the bundle has none).
     version_annotation: str | None = None
+    # What the bundle applies beside its CRDs, as (apiVersion, kind, name), binding first: `teardown --crds`
+    # deletes these too (Gateway API v1.5+: its safe-upgrades admission policy).
+    admission: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
