@@ -22,7 +22,7 @@ from igwlab.render import render_lab
 from igwlab.render.requests import lab_requests
 from igwlab.selection import ResolvedLab
 from igwlab.tools.k3d import host_ports, list_clusters
-from igwlab.tools.kube import KubeApi
+from igwlab.tools.kube import KubeApi, api_error_line
 from igwlab.tools.proc import CommandTimeoutError, ToolRunner
 from igwlab.tools.versions import format_version, parse_version
 
@@ -204,12 +204,14 @@ def cluster_findings(
         kube = open_kube()
         version_text = kube.server_version()
     except Exception as error:  # unreachable, or no permission: other findings say so
-        return [Finding("kubernetes", "warn", f"could not read the Kubernetes version of {what}: {error}")]
+        return [
+            Finding("kubernetes", "warn", f"could not read the Kubernetes version of {what}: {api_error_line(error)}")
+        ]
     findings = [kubernetes_finding(resolved, version_text, what, reused_k3d=reused_k3d)]
     try:
         findings += crd_findings(resolved, kube)
     except Exception as error:
-        findings.append(Finding("crds", "warn", f"could not read the CRDs of {what}: {error}"))
+        findings.append(Finding("crds", "warn", f"could not read the CRDs of {what}: {api_error_line(error)}"))
     return findings
 
 

@@ -97,6 +97,13 @@ class CannotWriteError(UsageError):
     code = "cannot-write"
 
 
+class DamagedRecordError(UsageError):
+    """The record of the lab that is up (`current.json` in the state directory) exists but cannot be
+    read as `up` wrote it: not JSON, not an object, or a field of the wrong type."""
+
+    code = "damaged-record"
+
+
 class CatalogError(IgwlabError):
     """The packaged catalog itself is broken: a bug in igwlab, not in the user's input."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -15,7 +16,14 @@ from typing import Any
 from igwlab.crds import CRD_API
 from igwlab.deletion import wait_crds_gone, wait_namespaces_gone
 from igwlab.doctor import DoctorReport, run_doctor
-from igwlab.errors import CannotWriteError, ClusterUnreachableError, IgwlabError, PrerequisiteError, UsageError
+from igwlab.errors import (
+    CannotWriteError,
+    ClusterUnreachableError,
+    DamagedRecordError,
+    IgwlabError,
+    PrerequisiteError,
+    UsageError,
+)
 from igwlab.labs import with_cluster_name
 from igwlab.mirror import Sources, resolve_sources
 from igwlab.plan import Plan, build_plan
@@ -26,7 +34,7 @@ from igwlab.selection import LabSelection, ResolvedLab, resolve_lab
 from igwlab.state import current_lab_file, ensure_writable, names_recorded_lab, read_current_lab
 from igwlab.steps import CREATED_BY_IGWLAB, Fetch, KubeFactory, UpContext, kubeconfig_path
 from igwlab.tools import k3d, portforward
-from igwlab.tools.kube import KubeApi, KubernetesApi
+from igwlab.tools.kube import KubeApi, KubernetesApi, api_error_line
 from igwlab.tools.proc import ToolRunner
 
 _CLIENTS: dict[tuple[str | None, str | None, str | None], KubeApi] = {}
@@ -323,7 +331,6 @@ def current_lab() -> CurrentLab:
         raise UsageError(
             "no lab is up", why=f"{current_lab_file()} does not exist", fix="bring one up with `igwlab up`"
         )
-    _check_record(data)
     selection = data.get("selection") or {}
     reference = data.get("lab_file") or data["lab"]
     resolved, rendered, plan = prepare(
@@ -337,34 +344,6 @@ def current_lab() -> CurrentLab:
         data.get("context"),
     )
     return CurrentLab(data, resolved, rendered, plan)
-
-
-_RECORD_FIELDS: dict[str, tuple[type, ...]] = {
-    "lab": (str,),
-    "lab_file": (str, type(None)),
-    "selection": (dict, type(None)),
-    "cluster": (str, type(None)),
-    "context": (str, type(None)),
-    "kubeconfig": (str, type(None)),
-    "url": (str, type(None)),
-    "port_forward": (dict, type(None)),
-}
-
-
-def _check_record(data: dict[str, Any]) -> None:
-    """What `up` recorded, in the shape it writes; a damaged file is named, not a crash."""
-    damaged = [
-        name
-        for name, types in _RECORD_FIELDS.items()
-        if (name == "lab" and name not in data) or not isinstance(data.get(name), types)
-    ]
-    if damaged:
-        raise UsageError(
-            f"the record of the lab that is up, {current_lab_file()}, is damaged ({', '.join(damaged)})",
-            why="igwlab wrote it at `up`; something changed it since",
-            fix="run `igwlab up` again with the same flags to rewrite it, or delete the file "
-            "(and then a k3d cluster it made with `k3d cluster delete NAME`)",
-        )
 
 
 def status(env: Environment | None = None) -> dict[str, Any]:
@@ -575,8 +554,12 @@ def _remove_release_namespaces(
 def diagnose(out: Path | None, env: Environment | None = None) -> Path:
     """A tar.gz with the last run record, events, object and pod dumps, pod logs and Helm status."""
     env = env or Environment()
-    data = read_current_lab()
-    run = Path(data["run"]) if data and data.get("run") else latest_run("up")
+    damaged: DamagedRecordError | None = None
+    try:
+        data = read_current_lab()
+    except DamagedRecordError as error:  # the bundle is for what went wrong: it carries the damaged file
+        data, damaged = None, error
+    run = Path(data["run"]) if data and isinstance(data.get("run"), str) else latest_run("up")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = out or Path(f"igwlab-diagnose-{stamp}.tar.gz")
     try:
@@ -590,12 +573,16 @@ def diagnose(out: Path | None, env: Environment | None = None) -> Path:
         if run is not None and run.is_dir():
             archive.add(run, arcname=f"run/{run.name}")
         notes: list[str] = []
+        if damaged is not None:
+            notes.append(damaged.what)
+            with contextlib.suppress(OSError):  # a file that cannot be read is named in the note only
+                archive.add(current_lab_file(), arcname="current.json")
         if data is not None:
             try:
                 _add_cluster_dump(archive, env, notes)
             except Exception as error:  # an unreachable cluster still leaves the run record to read
-                notes.append(f"cluster not reachable: {type(error).__name__}: {error}")
-        else:
+                notes.append(f"cluster not reachable: {api_error_line(error)}")
+        elif damaged is None:
             notes.append("no lab is recorded as up: only the last run record is included")
         _add_text(archive, "NOTES.txt", "\n".join(notes) + "\n")
     return target
@@ -617,7 +604,7 @@ def _add_cluster_dump(archive: tarfile.TarFile, env: Environment, notes: list[st
         except ClusterUnreachableError:
             raise
         except Exception as error:  # this part only: the rest of the bundle still explains a lot
-            text = f"not available: {_api_message(error)}\n"
+            text = f"not available: {api_error_line(error, 500)}\n"
             notes.append(f"{name}: {text.strip()}")
         _add_text(archive, name, text)
 
@@ -644,20 +631,6 @@ def _add_cluster_dump(archive: tarfile.TarFile, env: Environment, notes: list[st
         )
         _add_text(archive, f"helm/{release.name}.txt", result.stdout + result.stderr)
     notes.append(f"lab {current.resolved.lab.name}; namespaces {', '.join(namespaces)}")
-
-
-def _api_message(error: Exception) -> str:
-    """The API server's own words for a refused request (the `message` of its Status body), e.g.
-    `container "vllm-sim" in pod "x" is waiting to start: CrashLoopBackOff`; else the error in one line."""
-    body = getattr(error, "body", None)
-    if isinstance(body, str | bytes):
-        try:
-            said = json.loads(body).get("message")
-        except (ValueError, AttributeError):
-            said = None
-        if said:
-            return f"{getattr(error, 'status', '')} {said}".strip()
-    return f"{type(error).__name__}: {' '.join(str(error).split())[:500]}"
 
 
 def _add_text(archive: tarfile.TarFile, name: str, text: str) -> None:

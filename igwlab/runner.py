@@ -17,6 +17,7 @@ from igwlab.errors import IgwlabError
 from igwlab.plan import Step
 from igwlab.records import Event
 from igwlab.steps import Cancelled, StepAction, UpContext
+from igwlab.tools.kube import api_error_line
 
 EventSink = Callable[[Event], None]
 
@@ -122,7 +123,7 @@ class Worker:
             raise
         except Exception as error:  # the kube client's own errors: report as the step's failure
             elapsed = time.perf_counter() - start
-            message = f"{type(error).__name__}: {error}"
+            message = api_error_line(error, 500)
             self.emit(step.id, "failed", message, elapsed)
             raise IgwlabError(
                 f"step {step.id} failed: {message}",

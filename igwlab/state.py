@@ -46,14 +46,63 @@ def current_lab_file() -> Path:
     return state_dir() / "current.json"
 
 
+RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "lab": (str,),
+    "lab_file": (str, type(None)),
+    "selection": (dict, type(None)),
+    "cluster": (str, type(None)),
+    "context": (str, type(None)),
+    "kubeconfig": (str, type(None)),
+    "url": (str, type(None)),
+    "status": (str, type(None)),
+    "port_forward": (dict, type(None)),
+}
+"""The fields `up` writes into current.json (igwlab/lifecycle.py) and the types each may hold."""
+
+
 def read_current_lab() -> dict[str, Any] | None:
-    """What the last `up` recorded (lab name, gateway URL), or None when nothing is up."""
+    """What the last `up` recorded (lab name, gateway URL, status...), or None when the file does not exist.
+
+    Raises DamagedRecordError (exit 2) when the file exists but is not what `up` writes (not JSON, not an
+    object, a field of the wrong type): a damaged record never passes for "no lab is up", which would
+    let `teardown` leave a cluster behind.
+    """
     path = current_lab_file()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return None
-    return data if isinstance(data, dict) else None
+    except (OSError, UnicodeDecodeError) as error:
+        raise _damaged(path, f"it cannot be read: {getattr(error, 'strerror', None) or error}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise _damaged(
+            path, f"it is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
+        ) from None
+    if not isinstance(data, dict):
+        raise _damaged(path, f"it holds a JSON {type(data).__name__}, not the object `up` writes")
+    wrong = [
+        f"{name} is {'missing' if name not in data else type(data[name]).__name__}"
+        for name, types in RECORD_FIELDS.items()
+        if (name == "lab" and name not in data) or not isinstance(data.get(name), types)
+    ]
+    if wrong:
+        raise _damaged(path, f"fields of the wrong type: {', '.join(wrong)}")
+    return data
+
+
+def _damaged(path: Path, what: str) -> Exception:
+    from igwlab.errors import DamagedRecordError
+
+    return DamagedRecordError(
+        f"the record of the lab that is up, {path}, is damaged: {what}",
+        why="`igwlab up` writes it and every command that works on the lab reads it; something else changed it "
+        "since, so igwlab cannot tell which lab (and which cluster) is up",
+        fix="look at the file: if a lab is still up, remove it by hand (`k3d cluster delete NAME` for a k3d "
+        "lab; on your own cluster, `kubectl delete namespace NAMESPACE` and `helm uninstall` its releases), "
+        "then delete the file; or run `igwlab up` with the same flags after deleting it to record the lab again",
+    )
 
 
 def names_recorded_lab(record: dict[str, Any], reference: str) -> bool:

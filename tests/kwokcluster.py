@@ -306,7 +306,8 @@ def stage_config(faults: Sequence[PodFault]) -> list[dict[str, Any]]:
 
 # What a kubelet (v1.34) writes into a pod's status for each fault, as kwok status templates: the pod's
 # conditions, each container's state, a pod IP (its sandbox exists in each of these states).
-_STATUS_HEAD = """{{ $now := Now }}
+_STATUS_HEAD = (
+    """{{ $now := Now }}
 conditions:
 - lastTransitionTime: {{ $now | Quote }}
   status: "True"
@@ -324,10 +325,12 @@ conditions:
   reason: ContainersNotReady
   type: ContainersReady
 hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
-podIP: """ + (
-    '{{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) '
-    '( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}'
-) + """
+podIP: """
+    + (
+        '{{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) '
+        '( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}'
+    )
+    + """
 startTime: {{ $now | Quote }}
 containerStatuses:
 {{ range .spec.containers }}
@@ -335,6 +338,7 @@ containerStatuses:
   name: {{ .name | Quote }}
   ready: false
 """
+)
 
 
 def _crash_loop(message: str) -> tuple[str, dict[str, str]]:

@@ -162,14 +162,25 @@ CASES: list[tuple[str, int]] = [
 # Damaged records of the lab that is up (state directory contents), against the commands that read them.
 RECORDS = {
     "garbage": "not json {",
+    "truncated": '{"lab": 5',
+    "not-an-object": "[1, 2]",
     "types": json.dumps({"lab": 5, "url": ["x"], "kubeconfig": 7}),
+    "status-type": json.dumps({"lab": "kgateway-fake-llm", "status": 3}),
     "deleted-lab-file": json.dumps({"lab": "x", "lab_file": "/nonexistent/gone.yaml", "cluster": "igwlab"}),
     "bad-url": json.dumps({"lab": "kgateway-fake-llm", "url": "http://[::1"}),
     "unreachable": "unreachable",  # filled in by the zoo: a kubeconfig whose API server refuses connections
 }
-RECORD_COMMANDS = ["status", "teardown --yes", "top --once", "verify --requests 1", "dashboard"]
+RECORD_COMMANDS = [
+    "status",
+    "teardown --yes",
+    "top --once",
+    "verify --requests 1",
+    "load --rps 1 --duration 1s",
+    "dashboard",
+    "up --dry-run",
+]
+DAMAGED = {"garbage", "truncated", "not-an-object", "types", "status-type"}  # the file is not what `up` writes
 RECORD_EXIT = {  # (record, command) -> exit code; the rest are 2
-    ("garbage", "teardown --yes"): 0,  # unreadable JSON is no lab at all: nothing to tear down
     ("unreachable", "status"): 3,
     ("unreachable", "top --once"): 3,
     ("unreachable", "verify --requests 1"): 1,  # the HTTP checks fail; the cluster checks are skipped
@@ -177,6 +188,8 @@ RECORD_EXIT = {  # (record, command) -> exit code; the rest are 2
     ("bad-url", "status"): 3,  # the record names no kubeconfig: the default one, whose API server refuses
     ("bad-url", "top --once"): 3,
     ("bad-url", "teardown --yes"): 0,
+    **{(record, "up --dry-run"): 0 for record in ("deleted-lab-file", "bad-url", "unreachable")},
+    ("unreachable", "load --rps 1 --duration 1s"): 1,  # nothing answers at the recorded URL
 }
 
 
@@ -291,6 +304,13 @@ def test_a_damaged_record_of_the_lab_that_is_up(
     (world / "current.json").write_text(text)
     result = invoke(CliRunner(env={"COLUMNS": "100"}), *command.split(), *(["--json"] if json_mode else []))
     check(result, RECORD_EXIT.get((record, command), 2), json_mode)
+    if record in DAMAGED:  # named as damaged, with the file, never taken for "nothing is up"
+        message = " ".join(result.stderr.split())
+        assert "is damaged" in message and "current.json" in message, message
+        assert "does not exist" not in message and "missing)" not in message, message
+        assert "k3d cluster delete" in message, message
+        if json_mode:
+            assert json.loads(result.stdout)["error"]["code"] == "damaged-record"
 
 
 @pytest.mark.parametrize("json_mode", [False, True], ids=["text", "json"])
@@ -320,3 +340,18 @@ def test_a_strange_environment(
         monkeypatch.setenv(key, value)
     result = invoke(CliRunner(env=filled), *_split(command, zoo), *(["--json"] if json_mode else []))
     check(result, expected, json_mode)
+
+
+@pytest.mark.parametrize("command", ["verify --requests 1", "load --rps 1 --duration 1s"])
+def test_a_lab_recorded_but_not_up_yet_is_named_with_its_status(world: Path, command: str) -> None:
+    """`up` records the lab (status in-progress, no URL) before it starts: the reason is that it has not
+    finished, never that nothing is recorded."""
+    world.mkdir(parents=True, exist_ok=True)
+    (world / "current.json").write_text(
+        json.dumps({"lab": "kgateway-fake-llm", "cluster": "igwlab", "url": None, "status": "in-progress"})
+    )
+    result = invoke(CliRunner(env={"COLUMNS": "100"}), *command.split())
+    check(result, 2, False)
+    message = " ".join(result.stderr.split())
+    assert "lab kgateway-fake-llm is recorded (status in-progress) but has no gateway URL yet" in message, message
+    assert "is missing" not in message and "finish `igwlab up`" in message and "--url" in message, message

@@ -209,3 +209,17 @@ def test_pages_render_in_headless_chromium(served: str, page: str, expected: lis
         check=False,
     )
     assert shot.is_file() and shot.stat().st_size > 20_000, "the screenshot is missing or blank"
+
+
+def test_the_readme_lists_every_stable_error_code() -> None:
+    """Scripts branch on `error.code`: every code an igwlab error can carry is in the README's list."""
+    import igwlab.mirror  # noqa: F401 - defines error classes of its own
+    from igwlab.errors import INTERNAL_ERROR_CODE, IgwlabError
+
+    def every(cls: type[IgwlabError]) -> list[type[IgwlabError]]:
+        return [cls, *(sub for direct in cls.__subclasses__() for sub in every(direct))]
+
+    codes = {cls.code for cls in every(IgwlabError)} | {INTERNAL_ERROR_CODE}
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    listed = readme[readme.index("`error.code` is a stable word") :][:1200]
+    assert not {code for code in codes if f"`{code}`" not in listed}

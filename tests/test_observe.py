@@ -57,3 +57,46 @@ def test_top_reads_lab_pods_through_the_pod_proxy() -> None:
         samples = asyncio.run(sample(targets, cluster))
     assert [s.pod for s in samples] == ["fakellm-abc"]
     assert samples[0].error == "" and samples[0].running == 0
+
+
+def _refusal(status: int, reason: str, body: bytes) -> Exception:
+    """The Kubernetes client's own ApiException for an HTTP answer, built as its REST layer builds it."""
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.client.rest import RESTResponse
+    from urllib3 import HTTPResponse
+
+    headers = {"Audit-Id": "1c2d", "Content-Type": "application/json", "Date": "Sun, 29 Nov 2026 10:00:00 GMT"}
+    response = RESTResponse(HTTPResponse(body=body, status=status, reason=reason, headers=headers))
+    response.read()
+    try:
+        ApiException.from_response(http_resp=response, body=None, data=None)  # raises the status's subclass
+    except ApiException as error:
+        return error
+    raise AssertionError("from_response raises")
+
+
+def test_top_says_in_one_line_that_the_api_server_refused_the_pod_proxy() -> None:
+    import asyncio
+
+    from igwlab.observe.top import Target
+
+    body = b'{"kind":"Status","status":"Failure","message":"address not allowed","reason":"BadRequest","code":400}'
+
+    class Refusing:  # the API server's refusal to proxy, which no local API server here produces
+        def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
+            raise _refusal(400, "Bad Request", body)
+
+    targets = [Target(pod="fakellm-abc", namespace="igwlab", port=8000)]
+    [pod] = asyncio.run(sample(targets, Refusing()))  # type: ignore[arg-type]
+    assert pod.error == "the API server refused the pod proxy: HTTP 400 Bad Request: address not allowed"
+
+
+def test_kubernetes_client_errors_are_one_line_with_the_servers_words() -> None:
+    from igwlab.tools.kube import api_error_line
+
+    assert "\n" in str(_refusal(503, "Service Unavailable", b"no endpoints available for service"))
+    assert api_error_line(_refusal(503, "Service Unavailable", b"no endpoints\navailable")) == (
+        "HTTP 503 Service Unavailable: no endpoints available"
+    )
+    assert api_error_line(_refusal(404, "Not Found", b"")) == "HTTP 404 Not Found"
+    assert api_error_line(OSError("a\nb")) == "OSError: a b"

@@ -263,7 +263,7 @@ def test_diagnose_bundles_real_events_and_dumps_of_the_pods_in_a_fault_state(rea
     # API server's refusal stands in the log's place, and the bundle goes on.
     for name in logs:
         pod = name.split("/")[3].split(".")[0]
-        assert files[name].startswith("not available: 400 ") and f'pod "igwlab/{pod}"' in files[name], files[name]
+        assert files[name].startswith("not available: HTTP 400 ") and f'pod "igwlab/{pod}"' in files[name], files[name]
         assert f"{name}: {files[name].strip()}" in files["NOTES.txt"], files["NOTES.txt"]
     assert "lab agentgateway-fake-llm; namespaces agentgateway-system, igwlab" in files["NOTES.txt"]
     # Helm's word on each release of the lab (up may have stopped before it installed them).

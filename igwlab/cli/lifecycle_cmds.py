@@ -222,7 +222,7 @@ def teardown(
     from igwlab.lifecycle import teardown as run_teardown
     from igwlab.state import current_lab_file, read_current_lab
 
-    if read_current_lab() is None:
+    if read_current_lab() is None:  # a damaged record is an error (exit 2), never "nothing is up"
         # Nothing to remove is what teardown is for: CI clean-up steps rely on exit 0 here.
         note = f"nothing to tear down: no lab is up ({current_lab_file()} does not exist)"
         stderr().print(note)

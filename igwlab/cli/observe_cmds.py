@@ -317,7 +317,10 @@ def top(
             raise ChecksFailedError(
                 f"none of the {len(samples)} model servers answered on /metrics",
                 why="; ".join(f"{s.pod}: {s.error}" for s in samples),
-                fix="check the URLs (`igwlab sim` serves /metrics), or `igwlab status` for the lab's pods",
+                fix="check each URL serves /metrics (`igwlab sim` does)"
+                if url
+                else "`igwlab status` shows the lab's pods; `igwlab diagnose` collects their events and logs "
+                "(the API server reads /metrics through its pod proxy, which some clusters turn off)",
                 data=sample_dict(samples),
             )
         if json_output:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from igwlab.observe.podmetrics import PodSample, parse_vllm_metrics
-from igwlab.tools.kube import KubeApi
+from igwlab.tools.kube import KubeApi, api_error_line
 from igwlab.urls import check_url
 
 
@@ -52,7 +52,17 @@ async def _scrape(client: httpx.AsyncClient, kube: KubeApi | None, target: Targe
             text = await asyncio.to_thread(kube.pod_proxy_get, target.namespace, target.pod, target.port, "metrics")
         return parse_vllm_metrics(target.pod, target.url or f"pod proxy {target.namespace}/{target.pod}", text)
     except Exception as error:  # one unreachable pod must not hide the others
-        return PodSample(pod=target.pod, source=target.url or "pod proxy", error=f"{type(error).__name__}: {error}")
+        return PodSample(pod=target.pod, source=target.url or "pod proxy", error=_scrape_error(target, error))
+
+
+def _scrape_error(target: Target, error: Exception) -> str:
+    """One line saying why a pod's /metrics could not be read: the API server's refusal of the pod proxy
+    (with its status and words), or what the direct HTTP request met."""
+    if target.url is None and isinstance(getattr(error, "status", None), int):
+        return f"the API server refused the pod proxy: {api_error_line(error, 200)}"
+    if isinstance(error, httpx.HTTPStatusError):
+        return f"{target.url}/metrics answered HTTP {error.response.status_code}"
+    return api_error_line(error, 200)
 
 
 async def sample(targets: list[Target], kube: KubeApi | None = None, timeout_s: float = 5.0) -> list[PodSample]:

@@ -84,6 +84,34 @@ def describe_condition(cond: Manifest | None, kind: str) -> str:
     return text
 
 
+def api_error_line(error: BaseException, limit: int = 300) -> str:
+    """One line (at most `limit` characters) for an error of the Kubernetes client, never its multi-line
+    `str()` with headers: for an ApiException `HTTP 400 Bad Request: <the API server's words>` (the
+    `message` of its Status body, else the body's text, e.g. what a pod answered through the pod proxy);
+    for anything else `TypeName: its text`."""
+    status = getattr(error, "status", None)
+    if isinstance(status, int) and status:
+        line = f"HTTP {status} {getattr(error, 'reason', None) or ''}".strip()
+        said = _body_words(getattr(error, "body", None))
+        return (f"{line}: {said}" if said else line)[:limit]
+    text = " ".join(str(error).split())
+    return (f"{type(error).__name__}: {text}" if text else type(error).__name__)[:limit]
+
+
+def _body_words(body: object) -> str:
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if not isinstance(body, str) or not body.strip():
+        return ""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and parsed.get("message"):
+        return " ".join(str(parsed["message"]).split())
+    return " ".join(body.split())
+
+
 def explain_kube_error(error: BaseException, context: str | None, where: str | None = None) -> str:
     """What went wrong reaching a cluster, in a user's terms: a missing context is not a dead API server,
     and a host that does not resolve is not a refused connection. `where` names the cluster in the message."""
@@ -107,7 +135,7 @@ def explain_kube_error(error: BaseException, context: str | None, where: str | N
     if status in (401, 403):
         reason = getattr(error, "reason", "")
         return f"the API server of {where} refuses the kubeconfig's credentials ({status} {reason})"
-    return f"the API server of {where} does not answer: {type(error).__name__}: {text[:200]}"
+    return f"the API server of {where} does not answer: {api_error_line(error, 200)}"
 
 
 def unreachable(error: BaseException) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 from igwlab.gates import Gate
 from igwlab.labs import FailureMode, Lab
 from igwlab.render import BASE_MODEL_HEADER
-from igwlab.tools.kube import KubeApi
+from igwlab.tools.kube import KubeApi, api_error_line
 from igwlab.verify import stats
 from igwlab.verify.engine import Engine, Observation
 from igwlab.verify.evidence import EppRef, SplitCounts, read_split_async
@@ -780,7 +780,7 @@ async def cluster_check(ctx: CheckContext, name: str) -> CheckResult:
         try:
             state = await asyncio.to_thread(gate.check, kube)
         except Exception as error:  # the API server is gone or refuses: not this check's verdict
-            return CheckResult(name, "skip", f"cluster not reachable: {type(error).__name__}: {error}")
+            return CheckResult(name, "skip", f"cluster not reachable: {api_error_line(error)}")
         if not state.ok:
             return CheckResult(name, "fail", f"{gate.describe()}: {state.detail}", CLUSTER_HINTS[name])
         details.append(state.detail)

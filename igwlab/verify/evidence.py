@@ -17,7 +17,7 @@ import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 
-from igwlab.tools.kube import KubeApi
+from igwlab.tools.kube import KubeApi, api_error_line
 
 METRICS_PORT = 9090  # the EPP's default --metrics-port (GIE v0.5.1 and v1.5.0 pkg/epp/server)
 
@@ -103,7 +103,7 @@ def read_split(kube: KubeApi, epps: list[EppRef], metric: str, model: str) -> Sp
             try:
                 text = kube.pod_proxy_get(epp.namespace, pod, port, "metrics")
             except Exception as error:
-                counts.errors.append(f"{epp.namespace}/{pod}:{port}/metrics: {_short(error)}")
+                counts.errors.append(f"{epp.namespace}/{pod}:{port}/metrics: {api_error_line(error, 200)}")
                 continue
             counts.by_target.update(parse_split(text, metric, model))
             counts.pods += 1
@@ -112,11 +112,3 @@ def read_split(kube: KubeApi, epps: list[EppRef], metric: str, model: str) -> Sp
 
 async def read_split_async(kube: KubeApi, epps: list[EppRef], metric: str, model: str) -> SplitCounts:
     return await asyncio.to_thread(read_split, kube, epps, metric, model)
-
-
-def _short(error: Exception) -> str:
-    status = getattr(error, "status", None)
-    reason = getattr(error, "reason", None)
-    if status:
-        return f"HTTP {status} {reason or ''}".strip()
-    return f"{type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}"

@@ -16,6 +16,7 @@ from igwlab.lifecycle import Environment, current_lab
 from igwlab.render.epp import failure_mode_in_force
 from igwlab.selection import LabSelection, ResolvedLab, resolve_lab
 from igwlab.state import current_lab_file, names_recorded_lab, read_current_lab
+from igwlab.tools.kube import api_error_line
 from igwlab.urls import check_url
 from igwlab.verify.checks import CheckContext, ClusterAccess, LabFacts, run_checks
 from igwlab.verify.engine import Engine
@@ -44,6 +45,16 @@ def resolve_target(options: VerifyOptions, command: str = "verify") -> tuple[Lab
     if options.url is not None:
         return selection, check_url(options.url, "--url")
     recorded = current.get("url")
+    if not recorded and current:
+        status = current.get("status") or "unknown"
+        raise UsageError(
+            f"no gateway URL for {command}: lab {current['lab']} is recorded (status {status}) "
+            "but has no gateway URL yet",
+            why=f"`igwlab up` records the gateway's URL in {current_lab_file()} once the lab is ready, and it "
+            "has not finished",
+            fix="finish `igwlab up` (run it again with the same flags: it continues where it stopped), "
+            "or pass --url http://HOST:PORT (the gateway's address)",
+        )
     if not recorded:
         raise UsageError(
             f"no gateway URL for {command}",
@@ -93,7 +104,7 @@ def cluster_access(lab: Lab, env: Environment) -> tuple[ClusterAccess | None, st
     try:
         return ClusterAccess(current.kube(env), gates, epps), ""
     except Exception as error:  # no kubeconfig, no API server: the HTTP checks still run
-        return None, f"cluster not reachable: {type(error).__name__}: {error}"
+        return None, f"cluster not reachable: {api_error_line(error)}"
 
 
 def verify(options: VerifyOptions, env: Environment | None = None) -> Report:
