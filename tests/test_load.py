@@ -22,7 +22,7 @@ from fakegw import GatewayBehaviour, running_gateway
 from helpers import envelope, invoke, json_data
 from typer.testing import CliRunner
 
-from igwlab.errors import UsageError
+from igwlab.errors import Interrupted, UsageError
 from igwlab.observe import metrics
 from igwlab.observe.metrics import RequestRecord, parse_slo, percentile, summarize
 from igwlab.observe.pacing import arrival_offsets, lag_limit_s, pacing_report
@@ -471,6 +471,52 @@ def test_interrupting_a_multi_process_run_leaves_no_worker_behind() -> None:
             raise KeyboardInterrupt  # what Ctrl-C raises in the parent, between two stages
 
     options = LoadOptions(url="", model="fake-llm", duration_s=0.3, rps=(20, 20), workers=2, max_tokens=2)
-    with running_sim(SimConfig(port=0, pod_name="solo")) as sim, pytest.raises(KeyboardInterrupt):
+    with running_sim(SimConfig(port=0, pod_name="solo")) as sim, pytest.raises(Interrupted) as caught:
         run(replace(options, url=sim.url), progress=interrupt)
     assert multiprocessing.active_children() == []
+    assert len(caught.value.data["stages"]) == 1  # the finished stage's figures are kept
+
+
+@pytest.mark.parametrize("json_mode", [False, True], ids=["text", "json"])
+def test_ctrl_c_names_load_and_keeps_the_finished_stages(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch, json_mode: bool
+) -> None:
+    from igwlab.cli import load_view
+
+    said = load_view.progress
+
+    def interrupt(message: str) -> None:
+        if message.startswith("stage 2/"):
+            raise KeyboardInterrupt  # what Ctrl-C raises between two stages
+        said(message)
+
+    monkeypatch.setattr(load_view, "progress", interrupt)
+    with running_sim(SimConfig(port=0, pod_name="solo")) as sim:
+        args = ["--url", sim.url, "--rps", "20,20", "--duration", "0.3s", "--workers", "1", "--max-tokens", "2"]
+        result = invoke(cli, "load", *args, *(["--json"] if json_mode else []))
+    assert result.exit_code == 130, result.stderr
+    hint = " ".join(result.stderr.split())
+    assert "igwlab load" in hint and "igwlab up" not in hint, hint
+    if json_mode:
+        document = envelope(result)
+        assert document["error"]["code"] == "interrupted"
+        [stage] = document["data"]["stages"]
+        assert stage["requests"] > 0
+
+
+@pytest.mark.parametrize("command", [["verify", "--url", "http://127.0.0.1:9"], ["teardown", "--yes"]])
+def test_ctrl_c_anywhere_names_the_command_that_was_interrupted(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    import igwlab.verify.run
+    from igwlab import state
+
+    def interrupt(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(igwlab.verify.run, "verify", interrupt)
+    monkeypatch.setattr(state, "read_current_lab", interrupt)
+    result = invoke(cli, *command)
+    assert result.exit_code == 130
+    hint = " ".join(result.stderr.split())
+    assert f"run `igwlab {command[0]}" in hint and "igwlab up" not in hint, hint

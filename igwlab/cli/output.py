@@ -183,10 +183,9 @@ def fail(error: IgwlabError, json_output: bool) -> typer.Exit:
 
 
 def interrupted(json_output: bool) -> typer.Exit:
-    return fail(
-        Interrupted("interrupted", fix="run the same command again: `igwlab up` continues where it stopped"),
-        json_output,
-    )
+    """Ctrl-C in a command: the hint names that command (`igwlab verify`, `igwlab mirror save`...)."""
+    name = f"igwlab {invocation.command}" if invocation.command else "igwlab"
+    return fail(Interrupted("interrupted", fix=f"run `{name}` again"), json_output)
 
 
 def crash(error: BaseException, json_output: bool) -> typer.Exit:

@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import urlsplit
 
-from igwlab.errors import ChecksFailedError, IgwlabError, UsageError
+from igwlab.errors import ChecksFailedError, IgwlabError, Interrupted, UsageError
 from igwlab.observe.metrics import RequestRecord
 from igwlab.observe.pacing import ARRIVALS, Arrival
 from igwlab.observe.report import LoadReport, StageResult, stage_report
@@ -230,10 +230,20 @@ def run_load(options: LoadOptions, progress: Progress | None = None) -> LoadRepo
         slo=options.slo,
     )
     say(f"warming up {len(setups)} worker{'s' if len(setups) > 1 else ''} against {options.url}")
-    if len(setups) == 1:
-        results = run_loop(_run_here(setups[0], stages, say))
-    else:
-        results = _run_in_processes(setups, stages, say)
+    results: list[StageResult] = []  # each stage as it finishes, so an interrupted run keeps them
+    try:
+        if len(setups) == 1:
+            run_loop(_run_here(setups[0], stages, say, results))
+        else:
+            _run_in_processes(setups, stages, say, results)
+    except KeyboardInterrupt:
+        report.stages = [stage_report(result, options.slo) for result in results]
+        raise Interrupted(
+            f"interrupted after {len(results)} of {len(stages)} stage{'s' if len(stages) != 1 else ''}",
+            why="Ctrl-C stopped the stage that was running; its requests are not counted",
+            fix="run `igwlab load` again (with --json, `data` holds the finished stages' figures)",
+            data=report.as_dict(),
+        ) from None
     report.stages = [stage_report(result, options.slo) for result in results]
     return report
 
@@ -259,15 +269,13 @@ def _announce(plan: StagePlan, total: int, say: Progress) -> None:
     say(f"stage {plan.number}/{total}: {plan.label} for {plan.duration_s:g}s")
 
 
-async def _run_here(setup: WorkerSetup, stages: Sequence[StagePlan], say: Progress) -> list[StageResult]:
-    results = []
+async def _run_here(setup: WorkerSetup, stages: Sequence[StagePlan], say: Progress, results: list[StageResult]) -> None:
     async with Worker(setup) as worker:
         _check_warm_up(await worker.warm_up(), setup.url)
         for plan in stages:
             _announce(plan, len(stages), say)
             part = await worker.run_stage(plan, time.perf_counter() + IN_PROCESS_START_MARGIN_S)
             results.append(_merge(plan, [part]))
-    return results
 
 
 def _merge(plan: StagePlan, parts: Sequence[WorkerResult]) -> StageResult:
@@ -280,7 +288,9 @@ def _merge(plan: StagePlan, parts: Sequence[WorkerResult]) -> StageResult:
     )
 
 
-def _run_in_processes(setups: Sequence[WorkerSetup], stages: Sequence[StagePlan], say: Progress) -> list[StageResult]:
+def _run_in_processes(
+    setups: Sequence[WorkerSetup], stages: Sequence[StagePlan], say: Progress, results: list[StageResult]
+) -> None:
     context = multiprocessing.get_context("spawn")
     connections: list[Connection] = []
     processes: list[Any] = []
@@ -296,7 +306,6 @@ def _run_in_processes(setups: Sequence[WorkerSetup], stages: Sequence[StagePlan]
             processes.append(process)
         warm = [_receive(c, "ready", WORKER_START_TIMEOUT_S) for c in connections]
         _check_warm_up([record for records in warm for record in records], setups[0].url)
-        results = []
         wait_s = max(s.timeout_s for s in setups) + 60.0
         for plan in stages:
             _announce(plan, len(stages), say)
@@ -308,7 +317,6 @@ def _run_in_processes(setups: Sequence[WorkerSetup], stages: Sequence[StagePlan]
         for connection in connections:
             connection.send(("stop",))
         finished = True
-        return results
     finally:
         # Stopped early (Ctrl-C, a failed worker): the children go at once, not after their stage.
         for process in processes:
