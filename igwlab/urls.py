@@ -2,14 +2,15 @@
 
 A URL igwlab cannot use is refused up front with exit 2 and the reason (RFC 3986 as Python's
 urllib and httpx read it): http or https, a host, a port from 1 to 65535 when one is given, a
-well-formed IPv6 literal in brackets, no spaces or control characters, and no query or fragment
-(igwlab appends API paths such as `/v1/completions` to it).
+well-formed IPv6 literal in brackets, no spaces or control characters, no query or fragment, and no
+trailing `/v1` (igwlab appends API paths such as `/v1/completions` to it; an OpenAI-style base URL
+ending in /v1 would send to /v1/v1/...).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from igwlab.errors import UsageError
 
@@ -45,6 +46,12 @@ def check_url(value: str, flag: str = "--url") -> str:
         raise refuse("has port 0, which nothing listens on")
     if parts.query or parts.fragment:
         raise refuse("has a query or fragment", "give the base URL only; igwlab appends paths like /v1/completions")
+    if parts.path.rstrip("/").lower().endswith("/v1"):
+        base = urlunsplit(parts._replace(path=parts.path.rstrip("/")[:-3]))
+        raise refuse(
+            "ends in /v1, but igwlab appends /v1/completions and /v1/models itself (it would send to /v1/v1/...)",
+            f"give the base URL without the trailing /v1: {base}",
+        )
     if "[" in parts.netloc:
         try:
             ipaddress.IPv6Address(host.split("%", 1)[0])

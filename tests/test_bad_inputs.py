@@ -106,13 +106,19 @@ CASES: list[tuple[str, int]] = [
             "http://",
             "'http://exa mple.com'",
             "http://h/?a=1",
+            "http://127.0.0.1:8000/v1",
+            "http://127.0.0.1:8000/v1/",
+            "https://gw.example/openai/V1",
             "''",
             "javascript:alert(1)",
         )
     ),
     (f"verify --url {CLOSED} --litellm-url http://[::1", 2),
     ("load --url http://127.0.0.1:0 --rps 1 --duration 1s", 2),
+    ("load --url http://127.0.0.1:8000/v1 --rps 1 --duration 1s", 2),
     ("top --once --url pod=http://127.0.0.1:99999", 2),
+    ("top --once --url pod=http://127.0.0.1:8000/v1", 2),
+    (f"verify --url {CLOSED} --litellm-url http://127.0.0.1:4000/v1", 2),
     # the simulator's values (an address it cannot bind makes the valid ones stop too)
     *(
         (f"sim --host 999.1.1.1 {flag}", 2)
@@ -340,6 +346,14 @@ def test_a_strange_environment(
         monkeypatch.setenv(key, value)
     result = invoke(CliRunner(env=filled), *_split(command, zoo), *(["--json"] if json_mode else []))
     check(result, expected, json_mode)
+
+
+@pytest.mark.parametrize("command", ["verify", "load --rps 1 --duration 1s"])
+def test_a_url_ending_in_v1_is_refused_naming_the_base_url(world: Path, command: str) -> None:
+    result = invoke(CliRunner(env={"COLUMNS": "200"}), *command.split(), "--url", "http://127.0.0.1:8000/v1/")
+    check(result, 2, False)
+    message = " ".join(result.stderr.split())
+    assert "ends in /v1" in message and "without the trailing /v1: http://127.0.0.1:8000" in message, message
 
 
 @pytest.mark.parametrize("command", ["verify --requests 1", "load --rps 1 --duration 1s"])
