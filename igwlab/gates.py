@@ -13,6 +13,7 @@ from typing import Any
 
 from igwlab.pods import pod_trouble
 from igwlab.tools.kube import KubeApi, condition, describe_condition, is_true
+from igwlab.wording import counted
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class NodesReady(Gate):
     def check(self, kube: KubeApi) -> GateState:
         nodes = kube.list_objects("v1", "Node")
         ready = [n for n in nodes if is_true(condition(n, "Ready"))]
-        return GateState(bool(ready), f"{len(ready)} of {len(nodes)} nodes Ready")
+        return GateState(bool(ready), f"{len(ready)} of {counted(len(nodes), 'node')} Ready")
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class CrdsEstablished(Gate):
     def describe(self) -> str:
         short = ", ".join(name.split(".", 1)[0] for name in self.names)
         at = f" at {self.version}" if self.version_annotation and self.version else ""
-        return f"{len(self.names)} CRDs Established{at} ({short})"
+        return f"{counted(len(self.names), 'CRD')} Established{at} ({short})"
 
     def check(self, kube: KubeApi) -> GateState:
         pending = []

@@ -36,6 +36,7 @@ from igwlab.steps import CREATED_BY_IGWLAB, Fetch, KubeFactory, UpContext, kubec
 from igwlab.tools import k3d, portforward
 from igwlab.tools.kube import KubeApi, KubernetesApi, api_error_line
 from igwlab.tools.proc import ToolRunner
+from igwlab.wording import counted
 
 _CLIENTS: dict[tuple[str | None, str | None, str | None], KubeApi] = {}
 
@@ -484,7 +485,7 @@ def _remove_lab_objects(
         wait_namespaces_gone(kube, namespaces, options.timeout_s, env.poll_s)
     crds = [ref.split("/", 1)[1] for ref in removed if ref.startswith("CustomResourceDefinition/")]
     if crds:
-        say(f"waiting for {len(crds)} CRDs to be gone")
+        say(f"waiting for {counted(len(crds), 'CRD')} to be gone")
         wait_crds_gone(kube, crds, options.timeout_s, env.poll_s)
     return removed
 

@@ -39,6 +39,7 @@ from igwlab.errors import CannotWriteError, IgwlabError, PrerequisiteError, Usag
 from igwlab.render import HelmRelease, Rendered, to_yaml
 from igwlab.selection import LabSelection
 from igwlab.tools.proc import ToolRunner
+from igwlab.wording import counted
 
 INDEX_NAME = "mirror.yaml"
 CHART_IMAGES_CACHE = ".chart-images.json"  # a cache of `helm template` findings; safe to delete
@@ -549,7 +550,7 @@ def mirror_problems(root: Path, bad: Sequence[ItemStatus], command: str) -> Mirr
         f"  - {item.state}: {item.artifact.what} ({item.artifact.location}): {item.detail}" for item in bad
     )
     return MirrorError(
-        f"the mirror {root} lacks {len(bad)} item(s) this lab needs:\n{lines}",
+        f"the mirror {root} lacks {counted(len(bad), 'item')} this lab needs:\n{lines}",
         items=bad,
         why="with --mirror igwlab takes these only from the mirror, verified by sha256, and changed nothing",
         fix=f"fetch them (what is already there is kept): {command}",
@@ -822,7 +823,7 @@ def _validate_crds(path: Path, artifact: Artifact) -> None:
     if not any(isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition" for d in documents):
         raise FetchError(
             f"{artifact.source} served no CustomResourceDefinition",
-            why=f"got {len(documents)} YAML document(s) of other kinds",
+            why=f"got {counted(len(documents), 'YAML document')} of other kinds",
             fix="check the URL (a proxy or login page?) and save again",
         )
 

@@ -70,7 +70,7 @@ def read_current_lab() -> dict[str, Any] | None:
     path = current_lab_file()
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no file, or no state directory at all
         return None
     except (OSError, UnicodeDecodeError) as error:
         raise _damaged(path, f"it cannot be read: {getattr(error, 'strerror', None) or error}") from None

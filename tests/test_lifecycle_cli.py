@@ -101,9 +101,18 @@ def test_teardown_asks_first_and_refuses_without_a_terminal(cli: CliRunner, fake
     result = invoke(cli, "teardown")
     assert result.exit_code == ExitCode.USAGE and "--yes" in result.stderr
     assert not [c for c in fakes.calls("k3d") if c[1:3] == ["cluster", "delete"]]
+    (fakes.state_dir / "k3d.json").write_text(json.dumps(["igwlab"]))  # the lab's k3d cluster is there
     done = invoke(cli, "teardown", "--yes")
     assert done.exit_code == 0
     assert not (state / "current.json").exists()
+    assert "removed 1 thing;" in done.stdout, done.stdout
+
+
+def test_counted_nouns_agree_with_their_count() -> None:
+    from igwlab.wording import counted
+
+    assert [counted(n, "thing") for n in (0, 1, 2)] == ["0 things", "1 thing", "2 things"]
+    assert counted(2, "entry", "entries") == "2 entries"
 
 
 def test_help_explains_context_for_existing_clusters(cli: CliRunner) -> None:

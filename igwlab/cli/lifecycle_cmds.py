@@ -23,6 +23,7 @@ from igwlab.cli.options import (
     text,
 )
 from igwlab.cli.output import Column, handle_errors, print_json, print_table, stderr, stdout
+from igwlab.wording import counted
 
 if TYPE_CHECKING:
     from igwlab.doctor import DoctorReport
@@ -247,7 +248,7 @@ def teardown(
     if json_output:
         print_json({"lab": current.resolved.lab.name, "removed": removed, "note": None})
         return
-    stdout().print(f"removed {len(removed)} things; nothing of lab {current.resolved.lab.name} is left")
+    stdout().print(f"removed {counted(len(removed), 'thing')}; nothing of lab {current.resolved.lab.name} is left")
 
 
 @handle_errors

@@ -11,6 +11,7 @@ import typer
 
 from igwlab.cli.options import JsonOption, examples, finite, text, texts
 from igwlab.cli.output import Column, handle_errors, print_json, print_table, stderr, stdout
+from igwlab.wording import counted
 
 # igwlab/observe/load.py holds the same bounds (MAX_RPS, MAX_CONCURRENCY); the CLI states them in
 # --help without importing the load engine (httpx), which keeps --help fast.
@@ -315,7 +316,7 @@ def top(
             from igwlab.errors import ChecksFailedError
 
             raise ChecksFailedError(
-                f"none of the {len(samples)} model servers answered on /metrics",
+                f"none of the {counted(len(samples), 'model server')} answered on /metrics",
                 why="; ".join(f"{s.pod}: {s.error}" for s in samples),
                 fix="check each URL serves /metrics (`igwlab sim` does)"
                 if url

@@ -18,6 +18,7 @@ from igwlab.cli.options import (
     lab_selection,
 )
 from igwlab.cli.output import handle_errors, print_json, stderr
+from igwlab.wording import counted
 
 OutOption = Annotated[
     Path | None,
@@ -91,6 +92,7 @@ def render(
         )
         return
     stderr().print(
-        f"wrote {len(result.manifest_files)} objects, {len(result.values_files)} Helm values files and "
+        f"wrote {counted(len(result.manifest_files), 'object')}, "
+        f"{counted(len(result.values_files), 'Helm values file')} and "
         f"{result.releases_file.name} to {result.out_dir}"
     )

@@ -8,6 +8,7 @@ import typer
 
 from igwlab.cli.options import JsonOption, examples, finite, text
 from igwlab.cli.output import handle_errors, print_json
+from igwlab.wording import counted
 
 MAX_REQUESTS = 10_000
 VERIFY_EXAMPLES = examples(
@@ -116,7 +117,7 @@ def verify(
 
         failed = [check.name for check in report.checks if check.status == "fail"]
         raise ChecksFailedError(
-            f"{len(failed)} of {len(report.checks)} checks failed: {', '.join(failed)}",
+            f"{len(failed)} of {counted(len(report.checks), 'check')} failed: {', '.join(failed)}",
             why=f"the gateway at {report.url} did not route the way lab {report.lab} expects",
             fix="each failed check's hint says what to look at; `igwlab status` shows the lab's objects",
             data=report.as_dict(),

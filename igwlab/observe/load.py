@@ -26,6 +26,7 @@ from igwlab.observe.pacing import ARRIVALS, Arrival
 from igwlab.observe.report import LoadReport, StageResult, stage_report
 from igwlab.observe.workers import StagePlan, Worker, WorkerResult, WorkerSetup, run_loop, serve
 from igwlab.urls import unresolved
+from igwlab.wording import counted
 
 MAX_DURATION_S = 1800.0
 MAX_RPS = 1000.0
@@ -229,7 +230,7 @@ def run_load(options: LoadOptions, progress: Progress | None = None) -> LoadRepo
         seed=seed,
         slo=options.slo,
     )
-    say(f"warming up {len(setups)} worker{'s' if len(setups) > 1 else ''} against {options.url}")
+    say(f"warming up {counted(len(setups), 'worker')} against {options.url}")
     results: list[StageResult] = []  # each stage as it finishes, so an interrupted run keeps them
     try:
         if len(setups) == 1:
@@ -239,7 +240,7 @@ def run_load(options: LoadOptions, progress: Progress | None = None) -> LoadRepo
     except KeyboardInterrupt:
         report.stages = [stage_report(result, options.slo) for result in results]
         raise Interrupted(
-            f"interrupted after {len(results)} of {len(stages)} stage{'s' if len(stages) != 1 else ''}",
+            f"interrupted after {len(results)} of {counted(len(stages), 'stage')}",
             why="Ctrl-C stopped the stage that was running; its requests are not counted",
             fix="run `igwlab load` again (with --json, `data` holds the finished stages' figures)",
             data=report.as_dict(),

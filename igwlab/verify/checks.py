@@ -32,6 +32,7 @@ from igwlab.verify.hints import (
     wrong_pool_hint,
 )
 from igwlab.verify.report import CheckResult
+from igwlab.wording import counted
 
 COMPLETIONS = "/v1/completions"
 CHAT = "/v1/chat/completions"
@@ -474,13 +475,15 @@ async def endpoint_spread(ctx: CheckContext) -> CheckResult:
         return CheckResult(
             "endpoint-spread",
             "fail",
-            f"all {len(answered)} answers from one pod ({spread})",
+            f"all {counted(len(answered), 'answer')} from one pod ({spread})",
             f"The pool has {replicas} replicas but one served everything: are the others Ready "
             f"(`kubectl get pods -n {ctx.lab.namespace} -l {_label_selector(ctx)}`), and does the InferencePool "
             "selector match them?",
             data=data,
         )
-    return CheckResult("endpoint-spread", "pass", f"{len(pods)} of {replicas} pods served: {spread}", data=data)
+    return CheckResult(
+        "endpoint-spread", "pass", f"{len(pods)} of {counted(replicas, 'pod')} served: {spread}", data=data
+    )
 
 
 def _label_selector(ctx: CheckContext) -> str:
@@ -695,7 +698,7 @@ async def epp_in_path(ctx: CheckContext) -> CheckResult:
         return CheckResult(
             "epp-in-path",
             "pass",
-            f"{len(marked)} answers carry {EPP_HEADER}, set by the EPP",
+            f"{counted(len(marked), 'answer')} carry {EPP_HEADER}, set by the EPP",
             data={"header": EPP_HEADER},
         )
     if ctx.rewrite_observed:
