@@ -600,3 +600,24 @@ def test_a_host_that_does_not_resolve_is_named_as_such(cli: CliRunner) -> None:
     load = invoke(cli, "load", "--lab", "kgateway-fake-llm", "--url", url, "--rps", "1", "--duration", "1s")
     assert load.exit_code == ExitCode.FAILED and "no-such-host.invalid of" in load.stderr
     assert "does not resolve" in load.stderr and "nothing answers" not in load.stderr
+
+
+@pytest.mark.parametrize(
+    "command", ["plan", "up --dry-run", "labs show kv-cache-aware", "plan --json", "render --lab kgateway-fake-llm"]
+)
+def test_a_reader_that_leaves_early_is_no_failure(command: str, tmp_path: Path) -> None:
+    """`igwlab plan | head -1`: the reader closes the pipe; igwlab stops quietly with exit 0."""
+    env = {**os.environ, "IGWLAB_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "100"}
+    args = command.split() + (["--out", str(tmp_path / "out")] if command.startswith("render") else [])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "igwlab", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before igwlab writes its first line
+    errors = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0, errors
+    assert "Traceback" not in errors and "error" not in errors, errors

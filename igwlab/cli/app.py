@@ -25,7 +25,7 @@ from igwlab.cli import (
     sim_cmd,
     verify_cmd,
 )
-from igwlab.cli.output import crash, invocation, print_envelope, stderr, stdout
+from igwlab.cli.output import crash, invocation, print_envelope, reader_left, stderr, stdout
 
 
 def _command_path(group: Any, argv: Sequence[str]) -> str:
@@ -72,6 +72,9 @@ class IgwlabGroup(TyperGroup):
             code = super().main(
                 args=argv, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra
             )
+            sys.stdout.flush()  # a reader that left shows here, not in the interpreter's last flush
+        except BrokenPipeError:
+            code = reader_left()
         except typer.TyperException as error:
             if type(error).__name__ == "NoArgsIsHelpError":  # a bare command group: its help, as a success
                 print(error.ctx.get_help())  # type: ignore[attr-defined]

@@ -25,6 +25,7 @@ no outside text (lab files, server answers) into rich markup — use `Text`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -75,7 +76,15 @@ def stdout() -> Console:
     """The console for results; rich loads on first use, which keeps `--help` fast."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False, width=_width(), color_system=None if _styles_off() else "auto")
+    class ResultConsole(Console):
+        def on_broken_pipe(self) -> None:
+            # rich would exit 1; a reader that left is no failure: the guard ends the command with exit 0.
+            self.quiet = True
+            raise BrokenPipeError
+
+    return ResultConsole(
+        highlight=False, soft_wrap=False, width=_width(), color_system=None if _styles_off() else "auto"
+    )
 
 
 @cache
@@ -212,6 +221,14 @@ def crash(error: BaseException, json_output: bool) -> typer.Exit:
     return typer.Exit(1)
 
 
+def reader_left() -> int:
+    """stdout's reader closed the pipe (`igwlab plan | head -1`): stop quietly with exit 0, as other
+    command-line tools do; what is still buffered goes nowhere instead of failing at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
 def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
     """The guard every command wears: igwlab errors, Ctrl-C and bugs become a message and an exit code."""
 
@@ -227,7 +244,7 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except BrokenPipeError:
-            raise
+            raise typer.Exit(reader_left()) from None
         except Exception as error:
             raise crash(error, json_output) from None
 
