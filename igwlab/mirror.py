@@ -361,6 +361,8 @@ class Mirror:
         origin = self.origin(artifact)
         entry = origin.entry
         if entry is None:
+            if not self.has_index and not self.root.exists():
+                return ItemStatus(origin, "missing", f"{self.root} does not exist")
             where = INDEX_NAME if self.has_index else f"{self.root} (it holds no {INDEX_NAME})"
             return ItemStatus(origin, "missing", f"not listed in {where}")
         path = self.path(entry)
@@ -799,17 +801,29 @@ class Fetcher:
 def _locked(root: Path) -> Iterator[None]:
     """One `mirror save` at a time per directory: each merges into the same index."""
     root.mkdir(parents=True, exist_ok=True)
-    with (root / ".mirror.lock").open("w") as handle:
-        try:
-            import fcntl
-        except ImportError:  # no advisory locks on this platform: saves must not overlap
-            yield
-            return
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    lock = root / ".mirror.lock"
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks on this platform: saves must not overlap
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            lock.unlink(missing_ok=True)
+        return
+    while True:
+        handle = lock.open("a")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:  # the save before this one removes the file it locked: lock the one that is there now
+            if os.fstat(handle.fileno()).st_ino == lock.stat().st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # removed while still held, so a waiting save locks a fresh file
+        handle.close()
 
 
 def _validate_crds(path: Path, artifact: Artifact) -> None:

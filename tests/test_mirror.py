@@ -384,6 +384,7 @@ def test_mirror_save_command_then_check(cli: CliRunner, local_upstream: None, tm
     again = json_data(invoke(cli, "mirror", "save", "--provider", "istio", "--json", str(root)), "mirror save")
     assert again["saved"] == 0 and again["kept"] == 5 and all(a["sha256"] for a in again["artifacts"])
 
+    assert not (root / ".mirror.lock").exists(), "a finished save leaves no lock file behind"
     checked = invoke(cli, "mirror", "check", "--provider", "istio", str(root))
     assert checked.exit_code == 0, checked.stdout
     assert "5 present, 0 missing, 0 corrupt" in checked.stdout
@@ -415,8 +416,15 @@ def test_mirror_check_of_a_directory_without_a_mirror(cli: CliRunner, tmp_path: 
     report = envelope(result, "mirror check")["data"]
     assert result.exit_code == ExitCode.PREREQUISITES
     assert report["counts"]["missing"] == len(report["items"]) > 0
-    assert "holds no mirror.yaml" in report["items"][0]["detail"]
+    assert report["items"][0]["detail"] == f"{tmp_path / 'nowhere'} does not exist"
     assert not (tmp_path / "nowhere").exists(), "check creates nothing"
+    text = invoke(cli, "mirror", "check", str(tmp_path / "nowhere"))
+    message = " ".join(text.stderr.split())
+    assert f"the mirror {tmp_path / 'nowhere'} does not exist" in message and "save one: igwlab mirror save" in message
+    assert "created if needed" not in " ".join(invoke(cli, "mirror", "check", "--help").stdout.split())
+    (tmp_path / "empty").mkdir()
+    report = envelope(invoke(cli, "mirror", "check", "--json", str(tmp_path / "empty")), "mirror check")["data"]
+    assert "holds no mirror.yaml" in report["items"][0]["detail"]
 
 
 def test_mirror_save_without_helm_exits_3_and_keeps_what_it_fetched(

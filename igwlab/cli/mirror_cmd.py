@@ -34,10 +34,20 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-MirrorDir = Annotated[
+SaveDir = Annotated[
     Path,
     typer.Argument(
         help="The mirror directory (created if needed); its index is DIR/mirror.yaml.",
+        metavar="DIR",
+        envvar="IGWLAB_MIRROR",
+        show_default=False,
+        file_okay=False,
+    ),
+]
+CheckDir = Annotated[
+    Path,
+    typer.Argument(
+        help="The mirror directory `igwlab mirror save` wrote; its index is DIR/mirror.yaml.",
         metavar="DIR",
         envvar="IGWLAB_MIRROR",
         show_default=False,
@@ -63,7 +73,7 @@ ImagesOption = Annotated[
 )
 @handle_errors
 def save(
-    directory: MirrorDir,
+    directory: SaveDir,
     lab: LabOption = None,
     provider: ProviderOption = None,
     workload: WorkloadOption = None,
@@ -112,7 +122,7 @@ def save(
 )
 @handle_errors
 def check(
-    directory: MirrorDir,
+    directory: CheckDir,
     lab: LabOption = None,
     provider: ProviderOption = None,
     workload: WorkloadOption = None,
@@ -139,12 +149,17 @@ def check(
         _print_check(report)
     if not report.ok:
         counts = report.counts()
+        absent = not report.mirror.exists()
         raise MirrorError(
-            f"the mirror {report.mirror} is incomplete for lab {report.lab}: "
+            f"the mirror {report.mirror} does not exist"
+            if absent
+            else f"the mirror {report.mirror} is incomplete for lab {report.lab}: "
             f"{counts['missing']} missing, {counts['corrupt']} corrupt",
             items=[item for item in report.items if item.state != "present"],
             why="`igwlab up --mirror` would stop the same way, before changing anything",
-            fix=f"fetch them (what is already there is kept): {report.fetch_command}",
+            fix=f"save one: {report.fetch_command}"
+            if absent
+            else f"fetch them (what is already there is kept): {report.fetch_command}",
             data=report.as_dict(),
         )
     if json_output:
