@@ -223,3 +223,19 @@ def test_the_readme_lists_every_stable_error_code() -> None:
     readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
     listed = readme[readme.index("`error.code` is a stable word") :][:1200]
     assert not {code for code in codes if f"`{code}`" not in listed}
+
+
+def test_every_install_command_in_the_docs_uses_a_virtual_environment_or_pipx() -> None:
+    """PEP 668: a system Python refuses `pip install`; every shown install goes into a venv (or pipx)."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    bare = []
+    for page in pages:
+        for block in re.findall(r"```(?:bash|sh|console)\n(.*?)```", page.read_text(encoding="utf-8"), re.S):
+            for line in block.splitlines():
+                for command in line.split("&&"):
+                    in_venv = re.search(r"\.venv[^ ]*/bin/pip|pipx", command) or (
+                        ". .venv/bin/activate" in line.split(command)[0]
+                    )
+                    if "pip install" in command and not in_venv:
+                        bare.append(f"{page.relative_to(REPO)}: {line.strip()}")
+    assert not bare
