@@ -8,13 +8,23 @@ the problem, never with a traceback.
 from __future__ import annotations
 
 import errno
+import json
 import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from igwlab import yamlio
 from igwlab.errors import LabFileError, LabNotFoundError, UsageError
@@ -118,13 +128,25 @@ FailureMode = Literal["FailOpen", "FailClose"]
 PRIORITY_FOR_CRITICALITY: dict[str, int] = {"Critical": 2, "Standard": 1, "Sheddable": -1}
 
 
+Int = Annotated[int, Strict()]
+"""An integer as written in the lab file: `true`, `"3"` or `3.0` are refused, not read as numbers."""
+Number = Annotated[float, Strict()]
+"""A number as written in the lab file (an integer is one too); `true` and `"0.8"` are refused."""
+Bool = Annotated[bool, Strict()]
+"""true or false as written in the lab file; `1` and `"yes"` are refused."""
+
+
+def _duplicates(values: list[Any]) -> list[str]:
+    return sorted({str(value) for value in values if values.count(value) > 1})
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ClusterSpec(_Strict):
     name: ClusterName = "igwlab"
-    api_port: int = Field(6550, ge=1024, le=65535)
+    api_port: Int = Field(6550, ge=1024, le=65535)
 
 
 class LoraAdapter(_Strict):
@@ -135,8 +157,8 @@ class LoraAdapter(_Strict):
 
 
 class Latency(_Strict):
-    time_to_first_token_ms: int = Field(200, ge=0, le=60_000)
-    inter_token_latency_ms: int = Field(50, ge=0, le=10_000)
+    time_to_first_token_ms: Int = Field(200, ge=0, le=60_000)
+    inter_token_latency_ms: Int = Field(50, ge=0, le=10_000)
 
 
 class Resources(_Strict):
@@ -147,17 +169,26 @@ class Resources(_Strict):
 class WorkloadSpec(_Strict):
     kind: WorkloadKind = "sim"
     name: DnsLabel
-    replicas: int = Field(3, ge=1, le=32)
+    replicas: Int = Field(3, ge=1, le=32)
     served_model: ModelName
     # The weights vLLM loads; the simulator only answers to served_model.
     base_model: str = "Qwen/Qwen2.5-1.5B-Instruct"
     loras: list[LoraAdapter] = Field(default_factory=list)
-    kv_cache: bool = False
+    kv_cache: Bool = False
     latency: Latency = Field(default_factory=Latency)
     resources: Resources | None = None
 
     def served_names(self) -> list[str]:
         return [self.served_model, *(lora.name for lora in self.loras)]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> WorkloadSpec:
+        duplicates = _duplicates([lora.name for lora in self.loras])
+        if duplicates:
+            raise ValueError(f"loras: each LoRA adapter name must be unique; given more than once: {duplicates}")
+        if self.served_model in [lora.name for lora in self.loras]:
+            raise ValueError(f"loras: {self.served_model!r} is served_model already; a LoRA adapter needs its own name")
+        return self
 
     @property
     def selector_labels(self) -> dict[str, str]:
@@ -167,7 +198,7 @@ class WorkloadSpec(_Strict):
 
 class Target(_Strict):
     name: ModelName
-    weight: int = Field(ge=1, le=1_000_000)
+    weight: Int = Field(ge=1, le=1_000_000)
 
 
 class ObjectiveSpec(_Strict):
@@ -176,7 +207,7 @@ class ObjectiveSpec(_Strict):
     --sheddable` sends and which the EPP sheds first when the pool is saturated."""
 
     name: DnsLabel
-    priority: int = Field(ge=-1_000_000, le=1_000_000)
+    priority: Int = Field(ge=-1_000_000, le=1_000_000)
 
     @property
     def object_name(self) -> str:
@@ -193,8 +224,18 @@ class ModelSpec(_Strict):
     name: ModelName
     objective: DnsLabel | None = None
     criticality: Criticality = "Standard"
-    priority: int | None = None
+    priority: Int | None = None
     targets: list[Target] = Field(default_factory=list, max_length=10)
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> ModelSpec:
+        duplicates = _duplicates([target.name for target in self.targets])
+        if duplicates:
+            raise ValueError(
+                f"targets: model {self.name!r} names each target once (give it one weight); "
+                f"given more than once: {duplicates}"
+            )
+        return self
 
     @property
     def object_name(self) -> str:
@@ -206,14 +247,14 @@ class ModelSpec(_Strict):
 
 
 class SaturationSpec(_Strict):
-    queue_depth: int = Field(5, ge=1)
-    kv_cache_util: float = Field(0.8, gt=0, le=1)
+    queue_depth: Int = Field(5, ge=1)
+    kv_cache_util: Number = Field(0.8, gt=0, le=1)
 
 
 class SchedulingSpec(_Strict):
     """An explicit EPP scheduling profile: scorer weights, picker and saturation thresholds."""
 
-    scorers: dict[Literal["prefix-cache", "kv-cache-utilization", "queue", "lora-affinity"], int]
+    scorers: dict[Literal["prefix-cache", "kv-cache-utilization", "queue", "lora-affinity"], Int]
     picker: Literal["max-score", "random", "weighted-random"] = "max-score"
     saturation: SaturationSpec = Field(default_factory=SaturationSpec)
 
@@ -234,7 +275,7 @@ class EppSpec(_Strict):
 
 class PoolSpec(_Strict):
     name: PoolName
-    target_port: int = Field(8000, ge=1, le=65535)
+    target_port: Int = Field(8000, ge=1, le=65535)
     # The CRD's default; the inferencepool chart's own default (v1.4+) is FailOpen, so igwlab always sets it.
     failure_mode: FailureMode = "FailClose"
     epp: EppSpec = Field(default_factory=EppSpec)
@@ -242,9 +283,9 @@ class PoolSpec(_Strict):
 
 class Listener(_Strict):
     name: DnsLabel
-    port: int = Field(ge=1, le=65535)
+    port: Int = Field(ge=1, le=65535)
     # Host port k3d maps to this listener; unprivileged by default so no root is needed.
-    host_port: int | None = Field(None, ge=1024, le=65535)
+    host_port: Int | None = Field(None, ge=1024, le=65535)
 
     @property
     def effective_host_port(self) -> int:
@@ -350,6 +391,8 @@ class Lab(_Strict):
             ("model object names", objects),
             ("pool names", pools),
             ("workload names", workloads),
+            ("addons", list(self.addons)),
+            ("checks", list(self.checks)),
         ):
             if len(set(values)) != len(values):
                 raise ValueError(f"{label} must be unique: {values}")
@@ -529,6 +572,13 @@ def _yaml_problem(exc: yamlio.YAMLError) -> str:
     return str(problem)
 
 
+_TYPE_MEANING = {
+    "int_type": "a whole number (write it without quotes; true/false are not numbers)",
+    "float_type": "a number (write it without quotes; true/false are not numbers)",
+    "bool_type": "true or false",
+}
+
+
 def _describe(error: Any) -> list[str]:
     """One line per problem: `field.path: what is wrong`."""
     location = ".".join(str(part) for part in error["loc"])
@@ -546,6 +596,8 @@ def _describe(error: Any) -> list[str]:
         message = "is empty"
     elif error["type"] == "string_too_long":
         message = f"is {len(error['input'])} characters; at most {error['ctx']['max_length']}"
+    elif error["type"] in _TYPE_MEANING and isinstance(error["input"], bool | int | float | str):
+        message = f"{json.dumps(error['input'])} is not {_TYPE_MEANING[error['type']]}"
     elif error["type"] == "literal_error":
         message = f"{error['input']!r} is not allowed; expected {error['ctx']['expected']}"
     return [f"{location}: {message}"]

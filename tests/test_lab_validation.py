@@ -99,6 +99,47 @@ Mutation = Callable[[dict[str, Any]], object]
         (lambda d: d.update(provider=""), "provider: is empty"),
         (lambda d: d["workload"].update(name=""), "workload.name: is empty"),
         (lambda d: d["workload"].update(name="w" * 64), "workload.name: is 64 characters; at most 63"),
+        # the same name twice where each must be one of a kind
+        (
+            lambda d: d["workload"].update(loras=[{"name": "lora-a"}, {"name": "lora-b"}, {"name": "lora-a"}]),
+            "workload: loras: each LoRA adapter name must be unique; given more than once: ['lora-a']",
+        ),
+        (
+            lambda d: d["workload"].update(loras=[{"name": d["workload"]["served_model"]}]),
+            "is served_model already",
+        ),
+        (
+            lambda d: (
+                d["workload"].update(loras=[{"name": "lora-a"}]),
+                d["models"][0].update(targets=[{"name": "lora-a", "weight": 1}, {"name": "lora-a", "weight": 2}]),
+            ),
+            "models.0: targets: model",
+        ),
+        (lambda d: d.update(addons=["observability", "observability"]), "addons must be unique"),
+        # booleans, strings and fractions where a whole number is meant (and the other way round)
+        (
+            lambda d: (
+                d["workload"].update(loras=[{"name": "lora-a"}]),
+                d["models"][0].update(targets=[{"name": "lora-a", "weight": True}]),
+            ),
+            "models.0.targets.0.weight: true is not a whole number",
+        ),
+        (lambda d: d["workload"].update(replicas=True), "workload.replicas: true is not a whole number"),
+        (lambda d: d["workload"].update(replicas="3"), 'workload.replicas: "3" is not a whole number'),
+        (lambda d: d["workload"].update(replicas=2.5), "workload.replicas: 2.5 is not a whole number"),
+        (lambda d: d.update(cluster={"api_port": False}), "cluster.api_port: false is not a whole number"),
+        (lambda d: d["workload"].update(latency={"time_to_first_token_ms": True}), "time_to_first_token_ms: true"),
+        (lambda d: d["workload"].update(kv_cache=1), "workload.kv_cache: 1 is not true or false"),
+        (
+            lambda d: d["pool"].update(epp={"scheduling": {"scorers": {"queue": True}}}),
+            "pool.epp.scheduling.scorers.queue: true is not a whole number",
+        ),
+        (
+            lambda d: d["pool"].update(
+                epp={"scheduling": {"scorers": {"queue": 1}, "saturation": {"kv_cache_util": True}}}
+            ),
+            "kv_cache_util: true is not a number",
+        ),
     ],
 )
 def test_a_lab_that_cannot_work_is_refused_naming_the_field(tmp_path: Path, mutation: Mutation, expected: str) -> None:
