@@ -520,3 +520,31 @@ def test_ctrl_c_anywhere_names_the_command_that_was_interrupted(
     assert result.exit_code == 130
     hint = " ".join(result.stderr.split())
     assert f"run `igwlab {command[0]}" in hint and "igwlab up" not in hint, hint
+
+
+def test_requests_that_time_out_are_named_as_timeouts_with_the_flag_to_raise(cli: CliRunner) -> None:
+    with running_sim(SimConfig(port=0, time_to_first_token_ms=3000)) as sim:
+        result = invoke(cli, "load", "--url", sim.url, "--rps", "2", "--duration", "1s", "--timeout", "0.5")
+    message = " ".join(result.stderr.split())
+    assert result.exit_code == 1, message
+    assert "nothing answers" not in message and "timed out" in message and "--timeout 0.5s" in message, message
+    assert "raise --timeout" in message, message
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model", "no-such-model"], ["does not know model 'no-such-model'", "The model `no-such-model` does not"]),
+        (["--prompt-tokens", "2000"], ["HTTP 400", "maximum context length is 1024 tokens", "--prompt-tokens"]),
+    ],
+    ids=["404", "400"],
+)
+def test_a_run_the_server_refused_names_the_cause_in_its_words(
+    cli: CliRunner, args: list[str], expected: list[str]
+) -> None:
+    with running_sim(SimConfig(port=0, time_to_first_token_ms=0, inter_token_latency_ms=0)) as sim:
+        result = invoke(cli, "load", "--url", sim.url, "--rps", "5", "--duration", "0.5s", "--max-tokens", "2", *args)
+    message = " ".join(result.stderr.split())
+    assert result.exit_code == 1, message
+    assert all(part in message for part in expected), message
+    assert "igwlab verify" not in message, message

@@ -230,19 +230,9 @@ def load(
     if not json_output:
         print_load(result)
     if result["succeeded"] == 0:
-        from igwlab.errors import ChecksFailedError
+        from igwlab.observe.load import no_success_error
 
-        outcomes: dict[str, int] = {}
-        for stage in result["stages"]:
-            for code, count in stage["status"].items():
-                outcomes[code] = outcomes.get(code, 0) + count
-        listed = ", ".join(f"{code}: {count}" for code, count in outcomes.items()) or "none sent"
-        raise ChecksFailedError(
-            f"no request succeeded: {result['requests']} sent to {result['url']} ({listed})",
-            why="every request failed, so there are no latencies or pods to report",
-            fix=f"check the gateway answers: igwlab verify --url {result['url']}",
-            data=result,
-        )
+        raise no_success_error(result, options.timeout_s)
     if json_output:
         print_json(result)
 

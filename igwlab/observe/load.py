@@ -249,9 +249,16 @@ def run_load(options: LoadOptions, progress: Progress | None = None) -> LoadRepo
     return report
 
 
-def _check_warm_up(records: Sequence[RequestRecord], url: str) -> None:
+def _check_warm_up(records: Sequence[RequestRecord], url: str, timeout_s: float) -> None:
+    if records and all(r.error == "timeout" for r in records):  # something answers, just not in time
+        raise ChecksFailedError(
+            f"the warm-up requests to {url} timed out: none got a complete answer within --timeout {timeout_s:g}s",
+            why="the server accepted them but took longer than --timeout to answer (a slow model server, or "
+            "one still loading its model)",
+            fix=f"raise --timeout (e.g. --timeout {max(timeout_s * 4, 60):g}), or lower --max-tokens",
+        )
     if records and all(r.error in ("connect", "timeout") for r in records):
-        first = records[0]
+        first = next(r for r in records if r.error == "connect")
         if unresolved(first.error_detail):  # not "nothing answers": the name never became an address
             host = urlsplit(url).hostname
             raise ChecksFailedError(
@@ -266,13 +273,59 @@ def _check_warm_up(records: Sequence[RequestRecord], url: str) -> None:
         )
 
 
+def no_success_error(result: dict[str, Any], timeout_s: float) -> ChecksFailedError:
+    """The error for a run in which no request succeeded (`result` is LoadReport.as_dict()), naming the
+    cause when every request failed the same way: all timed out, all refused (404 for an unknown model,
+    400 with the server's words), else the outcomes counted."""
+    outcomes: dict[str, int] = {}
+    said: dict[str, str] = {}
+    for stage in result["stages"]:
+        for code, count in stage["status"].items():
+            outcomes[code] = outcomes.get(code, 0) + count
+        for code, detail in (stage.get("errors") or {}).items():
+            said.setdefault(code, detail)
+    listed = ", ".join(f"{code}: {count}" for code, count in outcomes.items()) or "none sent"
+    what = f"no request succeeded: {result['requests']} sent to {result['url']} ({listed})"
+    only = next(iter(outcomes)) if len(outcomes) == 1 else None
+    words = f": {said[only]}" if only and said.get(only) else ""
+    if only == "timeout":
+        return ChecksFailedError(
+            what,
+            why=f"every request timed out: none got a complete answer within --timeout {timeout_s:g}s",
+            fix=f"raise --timeout (e.g. --timeout {max(timeout_s * 4, 60):g}), or lower --max-tokens or --rps",
+            data=result,
+        )
+    if only == "404":
+        return ChecksFailedError(
+            what,
+            why=f"the server does not know model {result['model']!r} (HTTP 404{words})",
+            fix="pass --model with a model the lab serves (`igwlab labs show LAB` lists them), or drop --model "
+            "to send the lab's first model",
+            data=result,
+        )
+    if only is not None and only.isdigit() and 400 <= int(only) < 500:
+        return ChecksFailedError(
+            what,
+            why=f"the server refused every request (HTTP {only}{words})",
+            fix="the server's words name what it refused: check --model, --max-tokens and --prompt-tokens",
+            data=result,
+        )
+    return ChecksFailedError(
+        what,
+        why="every request failed, so there are no latencies or pods to report"
+        + (f" ({', '.join(f'{code}: {detail}' for code, detail in said.items())})" if said else ""),
+        fix=f"check the gateway answers: igwlab verify --url {result['url']}",
+        data=result,
+    )
+
+
 def _announce(plan: StagePlan, total: int, say: Progress) -> None:
     say(f"stage {plan.number}/{total}: {plan.label} for {plan.duration_s:g}s")
 
 
 async def _run_here(setup: WorkerSetup, stages: Sequence[StagePlan], say: Progress, results: list[StageResult]) -> None:
     async with Worker(setup) as worker:
-        _check_warm_up(await worker.warm_up(), setup.url)
+        _check_warm_up(await worker.warm_up(), setup.url, setup.timeout_s)
         for plan in stages:
             _announce(plan, len(stages), say)
             part = await worker.run_stage(plan, time.perf_counter() + IN_PROCESS_START_MARGIN_S)
@@ -306,7 +359,7 @@ def _run_in_processes(
             connections.append(parent_end)
             processes.append(process)
         warm = [_receive(c, "ready", WORKER_START_TIMEOUT_S) for c in connections]
-        _check_warm_up([record for records in warm for record in records], setups[0].url)
+        _check_warm_up([record for records in warm for record in records], setups[0].url, setups[0].timeout_s)
         wait_s = max(s.timeout_s for s in setups) + 60.0
         for plan in stages:
             _announce(plan, len(stages), say)
