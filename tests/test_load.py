@@ -548,3 +548,15 @@ def test_a_run_the_server_refused_names_the_cause_in_its_words(
     assert result.exit_code == 1, message
     assert all(part in message for part in expected), message
     assert "igwlab verify" not in message, message
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_load_says_what_it_waits_for_while_requests_drain(cli: CliRunner, workers: str) -> None:
+    """After --duration, requests still in flight are waited for: progress says how many and for how long at most."""
+    with running_sim(SimConfig(port=0, time_to_first_token_ms=3000, inter_token_latency_ms=0)) as sim:
+        args = ["--rps", "4", "--duration", "0.3s", "--max-tokens", "1", "--timeout", "30", "--workers", workers]
+        result = invoke(cli, "load", "--url", sim.url, *args)
+    assert result.exit_code == 0, result.stderr
+    progress = " ".join(result.stderr.split())
+    assert "stage 1/1: sending stopped; " in progress and "still in flight, waiting at most" in progress, progress
+    assert "(each ends within --timeout 30s)" in progress, progress

@@ -24,7 +24,7 @@ from igwlab.errors import ChecksFailedError, IgwlabError, Interrupted, UsageErro
 from igwlab.observe.metrics import RequestRecord
 from igwlab.observe.pacing import ARRIVALS, Arrival
 from igwlab.observe.report import LoadReport, StageResult, stage_report
-from igwlab.observe.workers import StagePlan, Worker, WorkerResult, WorkerSetup, run_loop, serve
+from igwlab.observe.workers import DRAIN_NOTE_S, StagePlan, Worker, WorkerResult, WorkerSetup, run_loop, serve
 from igwlab.urls import unresolved
 from igwlab.wording import counted
 
@@ -324,9 +324,15 @@ def _announce(plan: StagePlan, total: int, say: Progress) -> None:
 
 
 async def _run_here(setup: WorkerSetup, stages: Sequence[StagePlan], say: Progress, results: list[StageResult]) -> None:
-    async with Worker(setup) as worker:
+    current: list[StagePlan] = []
+
+    def drain(count: int, remaining_s: float) -> None:
+        say(_drain_note(current[-1], len(stages), count, remaining_s, setup.timeout_s))
+
+    async with Worker(setup, on_drain=drain) as worker:
         _check_warm_up(await worker.warm_up(), setup.url, setup.timeout_s)
         for plan in stages:
+            current.append(plan)
             _announce(plan, len(stages), say)
             part = await worker.run_stage(plan, time.perf_counter() + IN_PROCESS_START_MARGIN_S)
             results.append(_merge(plan, [part]))
@@ -366,7 +372,7 @@ def _run_in_processes(
             start_at = time.perf_counter() + STAGE_START_MARGIN_S
             for connection in connections:
                 connection.send(("stage", plan, start_at))
-            parts = [_receive(c, "done", plan.duration_s + wait_s) for c in connections]
+            parts = _stage_parts(connections, plan.duration_s + wait_s, plan, len(stages), say, setups[0].timeout_s)
             results.append(_merge(plan, parts))
         for connection in connections:
             connection.send(("stop",))
@@ -384,10 +390,57 @@ def _run_in_processes(
             connection.close()
 
 
-def _receive(connection: Connection, expected: str, timeout_s: float) -> Any:
+def _drain_note(plan: StagePlan, total: int, count: int, remaining_s: float, timeout_s: float) -> str:
+    return (
+        f"stage {plan.number}/{total}: sending stopped; {counted(count, 'request')} still in flight, "
+        f"waiting at most {remaining_s:.0f}s more (each ends within --timeout {timeout_s:g}s)"
+    )
+
+
+def _stage_parts(
+    connections: Sequence[Connection], timeout_s: float, plan: StagePlan, total: int, say: Progress, request_s: float
+) -> list[WorkerResult]:
+    """Every worker's part of a stage, in worker order; while they drain, their in-flight counts summed
+    into one note every DRAIN_NOTE_S."""
+    from multiprocessing.connection import wait
+
+    parts: dict[int, WorkerResult] = {}
+    draining: dict[int, tuple[int, float]] = {}
+    deadline = time.monotonic() + timeout_s
+    noted = 0.0
+    while len(parts) < len(connections):
+        pending = [c for i, c in enumerate(connections) if i not in parts]
+        ready = {id(c) for c in wait(pending, timeout=max(0.0, deadline - time.monotonic()))}
+        if not ready:
+            _receive(pending[0], "done", 0, waited_s=timeout_s)  # raises: the worker sent nothing in time
+        for index, connection in enumerate(connections):
+            if id(connection) not in ready:
+                continue
+            message = _receive(connection, "done", 0, interim=("draining",), whole=True)
+            if message[0] == "draining":
+                draining[index] = (message[1], time.monotonic() + message[2])
+            else:
+                parts[index] = message[1]
+                draining.pop(index, None)
+        if draining and time.monotonic() - noted >= DRAIN_NOTE_S:
+            count = sum(c for c, _ in draining.values())
+            remaining = max(until for _, until in draining.values()) - time.monotonic()
+            say(_drain_note(plan, total, count, max(0.0, remaining), request_s))
+            noted = time.monotonic()
+    return [parts[i] for i in range(len(connections))]
+
+
+def _receive(
+    connection: Connection,
+    expected: str,
+    timeout_s: float,
+    interim: tuple[str, ...] = (),
+    whole: bool = False,
+    waited_s: float | None = None,
+) -> Any:
     if not connection.poll(timeout_s):
         raise LoadError(
-            f"a load worker sent nothing for {timeout_s:.0f}s",
+            f"a load worker sent nothing for {waited_s if waited_s is not None else timeout_s:.0f}s",
             why="the worker process is stuck or was killed",
             fix="run again; with --workers 1 everything runs in one process",
         )
@@ -403,6 +456,6 @@ def _receive(connection: Connection, expected: str, timeout_s: float) -> Any:
         raise LoadError(
             f"a load worker failed: {message[1]}", fix="run again with --workers 1 to see it in one process"
         )
-    if message[0] != expected:
+    if message[0] != expected and message[0] not in interim:
         raise LoadError(f"a load worker answered {message[0]!r} where {expected!r} was due")
-    return message[1]
+    return message if whole else message[1]

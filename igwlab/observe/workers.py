@@ -16,7 +16,7 @@ import json
 import random
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
@@ -30,6 +30,10 @@ OBJECTIVE_HEADER = "x-gateway-inference-objective"
 WARM_UP_REQUESTS = 4
 _GOLDEN = 0.6180339887498949
 T = TypeVar("T")
+DRAIN_NOTE_S = 5.0
+"""Once a stage's sending has stopped, how often a worker says how many requests are still in flight."""
+DrainNote = Callable[[int, float], None]
+"""(requests still in flight, seconds they may still take at most)."""
 
 
 def run_loop(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -131,8 +135,9 @@ class Requests:
 class Worker:
     """Sends its share of each stage. Use as an async context manager."""
 
-    def __init__(self, setup: WorkerSetup) -> None:
+    def __init__(self, setup: WorkerSetup, on_drain: DrainNote | None = None) -> None:
         self.setup = setup
+        self.on_drain = on_drain
         self.requests = Requests(setup)
         self.client = LoadClient(setup.url, max_connections=setup.max_in_flight, timeout_s=setup.timeout_s)
 
@@ -217,7 +222,7 @@ class Worker:
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         if tasks:
-            await asyncio.gather(*tasks)
+            await self._drain(asyncio.gather(*tasks), time.perf_counter(), lambda: len(tasks))
 
     async def _closed_loop(self, plan: StagePlan, origin: float, result: WorkerResult) -> None:
         assert plan.concurrency is not None
@@ -225,12 +230,32 @@ class Worker:
         mine = plan.concurrency // setup.count + (1 if setup.index < plan.concurrency % setup.count else 0)
         deadline = origin + plan.duration_s
         numbers = iter(range(setup.index, 1 << 62, setup.count))
+        in_flight = [0]
 
         async def loop() -> None:
             while time.perf_counter() < deadline:
-                await self._one(next(numbers), None, origin, result)
+                in_flight[0] += 1
+                try:
+                    await self._one(next(numbers), None, origin, result)
+                finally:
+                    in_flight[0] -= 1
 
-        await asyncio.gather(*(loop() for _ in range(mine)))
+        await self._drain(asyncio.gather(*(loop() for _ in range(mine))), deadline, lambda: in_flight[0])
+
+    async def _drain(self, work: Awaitable[Any], stopped_at: float, in_flight: Callable[[], int]) -> None:
+        """Await `work`; once sending has stopped (`stopped_at`, a perf_counter value) and requests are still
+        in flight, tell `on_drain` how many and how long at most they may still take (each ends within
+        --timeout of being sent), then again every DRAIN_NOTE_S, so a slow server never looks like a hang."""
+        task = asyncio.ensure_future(work)
+        if self.on_drain is None:
+            await task
+            return
+        await asyncio.wait({task}, timeout=max(0.0, stopped_at - time.perf_counter()))
+        while not task.done():
+            if in_flight():
+                self.on_drain(in_flight(), max(0.0, stopped_at + self.setup.timeout_s - time.perf_counter()))
+            await asyncio.wait({task}, timeout=DRAIN_NOTE_S)
+        await task
 
 
 def serve(connection: Connection, setup: WorkerSetup) -> None:
@@ -248,7 +273,10 @@ def serve(connection: Connection, setup: WorkerSetup) -> None:
 
 
 async def _serve(connection: Connection, setup: WorkerSetup) -> None:
-    async with Worker(setup) as worker:
+    def drain(count: int, remaining_s: float) -> None:
+        connection.send(("draining", count, remaining_s))
+
+    async with Worker(setup, on_drain=drain) as worker:
         connection.send(("ready", await worker.warm_up()))
         while True:
             try:
