@@ -46,7 +46,9 @@ def write_crash_file(command: str, error: BaseException, argv: list[str] | None 
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     slug = re.sub(r"[^a-z0-9]+", "-", command.lower()).strip("-") or "igwlab"
-    text = (
+    from igwlab.urls import redact_userinfo
+
+    text = redact_userinfo(
         f"igwlab {__version__} on Python {sys.version.split()[0]}\n"
         f"command: igwlab {' '.join(redact_argv(argv)) if argv is not None else command}\n\n"
         + "".join(traceback.format_exception(type(error), error, error.__traceback__))

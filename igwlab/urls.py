@@ -10,6 +10,7 @@ ending in /v1 would send to /v1/v1/...).
 from __future__ import annotations
 
 import ipaddress
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 from igwlab.errors import UsageError
@@ -69,6 +70,16 @@ def check_url(value: str, flag: str = "--url") -> str:
     except Exception as error:  # httpx's own checks; whatever it refuses, we refuse first
         raise refuse(f"is not a URL httpx can use ({error})") from None
     return text.rstrip("/")
+
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@?#]*@")
+
+
+def redact_userinfo(text: str) -> str:
+    """`text` with the user and password of every URL in it replaced by `***`:
+    `http://user:pw@gw:80/x` becomes `http://***@gw:80/x`. igwlab sends the credentials a URL carries but
+    never prints them (messages, tables, JSON, crash files)."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 _UNRESOLVED = (

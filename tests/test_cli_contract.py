@@ -621,3 +621,28 @@ def test_a_reader_that_leaves_early_is_no_failure(command: str, tmp_path: Path) 
     errors = process.stderr.read().decode()
     assert process.wait(timeout=120) == 0, errors
     assert "Traceback" not in errors and "error" not in errors, errors
+
+
+@pytest.mark.parametrize("json_mode", [False, True], ids=["text", "json"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "verify --requests 1 --url http://alice:s3cret-pw@127.0.0.1:9",
+        "load --rps 1 --duration 1s --url http://alice:s3cret-pw@127.0.0.1:9",
+        "top --once --url http://alice:s3cret-pw@127.0.0.1:9",
+        "verify --url http://alice:s3cret-pw@127.0.0.1:9/v1",
+        "verify --url http://127.0.0.1:9 --litellm-url http://alice:s3cret-pw@127.0.0.1:9",
+    ],
+)
+def test_a_password_in_a_url_is_never_printed(cli: CliRunner, command: str, json_mode: bool, tmp_path: Path) -> None:
+    result = invoke(cli, *command.split(), *(["--json"] if json_mode else []))
+    output = result.stdout + result.stderr
+    assert result.exit_code != 0 and "127.0.0.1:9" in output, output
+    assert "s3cret-pw" not in output and "alice" not in output, output
+
+
+def test_redacting_userinfo_keeps_the_rest_of_the_url() -> None:
+    from igwlab.urls import redact_userinfo
+
+    assert redact_userinfo("at http://u:p@gw:80/x and https://tok@h/") == "at http://***@gw:80/x and https://***@h/"
+    assert redact_userinfo("mail a@b.c, see http://gw:80/a@b") == "mail a@b.c, see http://gw:80/a@b"

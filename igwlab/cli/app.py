@@ -103,7 +103,9 @@ def _parser_error(error: typer.TyperException, json_output: bool) -> int:
     hint = f"`{' '.join(['igwlab', *command.split(), '-h'])}` lists the options and the values they take"
     if json_output:
         print_envelope(usage_failure(command, message, hint, error.exit_code))
-    print(f"error: {message}\nnext: {hint}", file=sys.stderr)
+    from igwlab.urls import redact_userinfo
+
+    print(redact_userinfo(f"error: {message}\nnext: {hint}"), file=sys.stderr)
     return int(error.exit_code)
 
 

@@ -32,7 +32,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
 
 import typer
 
@@ -83,8 +83,32 @@ def stdout() -> Console:
             raise BrokenPipeError
 
     return ResultConsole(
-        highlight=False, soft_wrap=False, width=_width(), color_system=None if _styles_off() else "auto"
+        file=cast("IO[str]", _Redacting("stdout")),
+        highlight=False,
+        soft_wrap=False,
+        width=_width(),
+        color_system=None if _styles_off() else "auto",
     )
+
+
+class _Redacting:
+    """sys.stdout or sys.stderr as they are at each write (tests swap them), with the userinfo of every URL
+    redacted: a password given in --url is sent, never printed."""
+
+    def __init__(self, name: Literal["stdout", "stderr"]) -> None:
+        self.name = name
+
+    @property
+    def stream(self) -> Any:
+        return getattr(sys, self.name)
+
+    def write(self, text: str) -> int:
+        from igwlab.urls import redact_userinfo
+
+        return int(self.stream.write(redact_userinfo(text)))
+
+    def __getattr__(self, attribute: str) -> Any:  # isatty, fileno, flush, encoding: the stream's own
+        return getattr(self.stream, attribute)
 
 
 @cache
@@ -92,7 +116,11 @@ def stderr() -> Console:
     from rich.console import Console
 
     return Console(
-        stderr=True, highlight=False, soft_wrap=True, width=_width(), color_system=None if _styles_off() else "auto"
+        file=cast("IO[str]", _Redacting("stderr")),
+        highlight=False,
+        soft_wrap=True,
+        width=_width(),
+        color_system=None if _styles_off() else "auto",
     )
 
 
@@ -170,7 +198,9 @@ def print_envelope(envelope: Envelope) -> None:
 
 def _write_stdout(text: str) -> None:
     # Plain print: rich would wrap long lines and break the JSON for pipes.
-    print(text, flush=True)
+    from igwlab.urls import redact_userinfo
+
+    print(redact_userinfo(text), flush=True)
 
 
 def report_error(error: IgwlabError) -> None:
@@ -217,7 +247,10 @@ def crash(error: BaseException, json_output: bool) -> typer.Exit:
         import traceback
 
         traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
-    print(f"error: unexpected {summary} — this is a bug in igwlab; {where} (please report it)", file=sys.stderr)
+    from igwlab.urls import redact_userinfo
+
+    message = f"error: unexpected {summary} — this is a bug in igwlab; {where} (please report it)"
+    print(redact_userinfo(message), file=sys.stderr)
     return typer.Exit(1)
 
 
