@@ -369,12 +369,15 @@ def test_out_writes_a_json_file_per_stage_and_a_plot(cli: CliRunner, tmp_path: P
     from matplotlib import image
 
     out = tmp_path / "results"
-    with prefix_gateway() as url:
+    with prefix_gateway() as plain:
+        url = plain.replace("http://", "http://***@")  # what the files may show of the URL given
+        given = plain.replace("http://", "http://user:s3cret@")  # credentials never reach the files
         result = invoke(
-            cli, "load", "--lab", "kv-cache-aware", "--url", url, "--rps", "10,20", "--duration", "0.5s",
+            cli, "load", "--lab", "kv-cache-aware", "--url", given, "--rps", "10,20", "--duration", "0.5s",
             "--prefixes", "2", "--slo", "ttft=1s", "--out", str(out),
         )  # fmt: skip
     assert result.exit_code == 0, result.stderr
+    assert not [p.name for p in out.iterdir() if b"s3cret" in p.read_bytes()]
     assert sorted(p.name for p in out.iterdir()) == ["load.png", "stage-1-rps-10.json", "stage-2-rps-20.json"]
     schema = stage_schema()
     for name, rps in (("stage-1-rps-10.json", 10), ("stage-2-rps-20.json", 20)):

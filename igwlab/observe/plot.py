@@ -42,7 +42,12 @@ def prepare_out_dir(directory: Path) -> None:
 
 
 def write_outputs(report: Mapping[str, Any], directory: Path) -> list[Path]:
-    """The stage files, then the plot; returns their paths."""
+    """The stage files, then the plot; returns their paths. A URL's user and password never reach them."""
+    import json
+
+    from igwlab.urls import redact_userinfo
+
+    report = json.loads(redact_userinfo(json.dumps(report)))
     try:
         written = write_stage_files(report, directory)
         written.append(write_plot(report, directory / PLOT_FILE))
