@@ -94,6 +94,15 @@ def test_no_rewrite_is_explained(cli: CliRunner) -> None:
     assert checks["traffic-split"]["status"] == "fail" and "No model rewrite" in checks["traffic-split"]["hint"]
     assert checks["endpoint-spread"]["status"] == "warn"  # one pod; v0.x LoRA affinity allows it
     assert checks["completion"]["status"] == "pass"
+    # As the README's local-simulator walkthrough says, check by check.
+    assert "counted from answers" in checks["traffic-split"]["detail"], checks["traffic-split"]
+    assert checks["traffic-split"]["data"]["fake-llm"]["source"] == "answers"
+    for name in ("gateway-reachable", "chat-completion", "streaming", "unknown-model"):
+        assert checks[name]["status"] == "pass", checks[name]
+    assert checks["epp-in-path"]["status"] == "warn", checks["epp-in-path"]
+    for name in ("route-accepted", "pool-accepted", "epp-ready"):
+        assert checks[name]["status"] == "skip", checks[name]
+    assert [c["name"] for c in report["checks"] if c["status"] == "fail"] == ["traffic-split"]
 
 
 def test_answers_naming_the_requested_model_on_a_v1_stack_are_inconclusive_without_the_cluster(

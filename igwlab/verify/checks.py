@@ -327,7 +327,7 @@ async def traffic_split(ctx: CheckContext) -> CheckResult:
         answered = Counter(o.model or "(no model field)" for o in observations)
         data[model.name] = {"answers": dict(answered), "weights": dict(zip(names, weights, strict=True))}
         counts, source = answered, "answers"
-        if set(answered) == {model.name}:
+        if set(answered) == {model.name} and not ctx.answers_name_target:
             verdict = await _split_from_counters(ctx, model.name, before, len(observations), data[model.name])
             if isinstance(verdict, CheckResult):
                 return verdict
@@ -407,8 +407,6 @@ async def _split_from_counters(
 ) -> Counter[str] | CheckResult:
     """Every answer names `model` itself: on a stack whose EPP writes the requested name back (GIE v1.x)
     that says nothing of the split, so count what the EPP routed during the batch instead."""
-    if ctx.answers_name_target:
-        return Counter({model: sent})  # answers would name the target: none was picked
     why = "answers carry the name the client sent: this stack's endpoint picker writes it back into every answer"
     after = await _split_counters(ctx, model)
     if before is None or after is None:
