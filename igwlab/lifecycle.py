@@ -26,13 +26,14 @@ from igwlab.errors import (
 )
 from igwlab.labs import with_cluster_name
 from igwlab.mirror import Sources, resolve_sources
+from igwlab.ownership import Ownership, carries_lab_labels, cluster_ref, object_ref, release_ref
 from igwlab.plan import Plan, build_plan
 from igwlab.records import RunRecord, latest_run, private_file
 from igwlab.render import Rendered, render_lab, to_yaml
 from igwlab.runner import EventSink, RunResult, Worker
 from igwlab.selection import LabSelection, ResolvedLab, resolve_lab
 from igwlab.state import current_lab_file, ensure_writable, names_recorded_lab, read_current_lab
-from igwlab.steps import CREATED_BY_IGWLAB, Fetch, KubeFactory, UpContext, kubeconfig_path
+from igwlab.steps import HF_TOKEN_SECRET, LITELLM_SECRET, Fetch, KubeFactory, UpContext, kubeconfig_path
 from igwlab.tools import k3d, portforward
 from igwlab.tools.kube import KubeApi, KubernetesApi, api_error_line
 from igwlab.tools.proc import ToolRunner
@@ -176,6 +177,8 @@ def up(
     env = env or Environment()
     started = time.perf_counter()
     resolved, rendered, plan = prepared or prepare(options.selection, options.cluster, options.context, options.mirror)
+    previous = read_current_lab() or {}
+    refuse_another_lab(previous, resolved, options)  # before anything changes, in a dry run too
     sources = lab_sources(rendered, options.selection, options.context, options.mirror)
     sources.require()  # a missing or corrupt mirror item stops here, before anything changes
     if not options.dry_run:
@@ -205,19 +208,27 @@ def up(
         sources=sources,
     )
     lab_file = options.selection.lab if options.selection.lab and Path(options.selection.lab).is_file() else None
-    previous = read_current_lab() or {}
     if previous.get("lab") == resolved.lab.name and previous.get("context") == options.context:
         ctx.previous_port_forward = previous.get("port_forward")
     if not options.dry_run:
-        _write_current(
-            resolved,
-            options,
-            record,
-            url=None,
-            status="in-progress",
-            lab_file=lab_file,
-            port_forward=ctx.previous_port_forward,
-        )
+        ctx.ownership = _ownership(previous, resolved.lab.name)
+        ownership = ctx.ownership
+
+        def in_progress() -> None:
+            _write_current(
+                resolved,
+                options,
+                record,
+                url=None,
+                status="in-progress",
+                lab_file=lab_file,
+                port_forward=ctx.previous_port_forward,
+                ownership=ownership,
+            )
+
+        in_progress()
+        if ownership is not None:
+            ownership.on_change = in_progress  # each first sight is on disk before the step changes anything
     result = Worker(ctx, on_event).run()
     url = None
     if result.ok and not options.dry_run:
@@ -230,6 +241,7 @@ def up(
             status="up",
             lab_file=lab_file,
             port_forward=ctx.port_forward.as_dict() if ctx.port_forward else None,
+            ownership=ctx.ownership,
         )
         if options.set_context and options.context is None:
             tools.run(
@@ -266,10 +278,11 @@ def _write_current(
     status: str,
     lab_file: str | None,
     port_forward: dict[str, object] | None = None,
+    ownership: Ownership | None = None,
 ) -> None:
     path = current_lab_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {
+    data: dict[str, Any] = {
         "lab": resolved.lab.name,
         "lab_file": str(Path(lab_file).resolve()) if lab_file else None,
         "selection": {
@@ -288,7 +301,48 @@ def _write_current(
         "port_forward": port_forward,
         "mirror": str(options.mirror) if options.mirror else None,
     }
+    if ownership is not None:
+        data["ownership"] = ownership.as_dict()
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def _ownership(previous: dict[str, Any], lab: str) -> Ownership | None:
+    """What this `up` records as made vs found: carried on from the record of this lab's earlier `up`;
+    None when that record predates ownership (its teardown then removes everything as it always did)."""
+    if previous.get("lab") == lab and "ownership" not in previous:
+        return None
+    return Ownership.from_record(lab, previous.get("ownership") if previous.get("lab") == lab else None)
+
+
+def refuse_another_lab(previous: dict[str, Any], resolved: ResolvedLab, options: UpOptions) -> None:
+    """Exit 2 when the state directory records another lab (or this lab on another cluster), up or
+    in progress: taking its record over would leave its releases and cluster-wide objects with nothing
+    that removes them. A re-run of the recorded lab on its cluster continues as before."""
+    if not previous or not isinstance(previous.get("lab"), str):
+        return
+    lab = resolved.lab
+    where = _where(previous.get("context"), previous.get("cluster"))
+    same = (
+        previous["lab"] == lab.name
+        and previous.get("context") == options.context
+        and (options.context is not None or previous.get("cluster") == lab.cluster.name)
+    )
+    if same:
+        return
+    this = _where(options.context, lab.cluster.name)
+    raise UsageError(
+        f"lab {previous['lab']} is recorded {previous.get('status') or 'up'} {where}; "
+        f"`up` of lab {lab.name} {this} would take its place",
+        why=f"{current_lab_file()} keeps one lab; the other one's releases and cluster-wide objects would be "
+        "left with nothing that removes them"
+        + (" (the dry run changed nothing, but a real run would stop here)" if options.dry_run else ""),
+        fix=f"run `igwlab teardown` first to remove lab {previous['lab']}, or give lab {lab.name} a state "
+        "directory of its own: IGWLAB_STATE_DIR=DIR igwlab up ...",
+    )
+
+
+def _where(context: Any, cluster: Any) -> str:
+    return f"in context {context}" if context else f"on the k3d cluster {cluster}"
 
 
 # -- the lab that is up ------------------------------------------------------------------------------
@@ -324,6 +378,13 @@ class CurrentLab:
         if self.context:
             return ["--kube-context", self.context]
         return ["--kubeconfig", str(self.data["kubeconfig"])]
+
+    @property
+    def ownership(self) -> Ownership | None:
+        """What `up` made vs found; None for a record written before igwlab recorded it."""
+        if "ownership" not in self.data:
+            return None
+        return Ownership.from_record(self.resolved.lab.name, self.data["ownership"])
 
 
 def current_lab() -> CurrentLab:
@@ -406,59 +467,102 @@ class TeardownOptions:
     timeout_s: float = 180.0  # how long deleted namespaces may take to finish terminating
 
 
+@dataclass
+class TeardownResult:
+    """What teardown removed (refs in order) and what it left because `up` found it already there."""
+
+    removed: list[str]
+    kept: list[str]
+
+
 def teardown(
     options: TeardownOptions, env: Environment | None = None, on_event: Callable[[str], None] | None = None
-) -> list[str]:
-    """Remove what `up` made; returns what was removed, in order."""
+) -> TeardownResult:
+    """Remove what `up` made, and only that: a namespace, release, CRD or object `up` found already there
+    (recorded in the lab's `ownership`) stays, with a line saying so. A record without `ownership`
+    (written before igwlab kept it) removes the lab's whole namespace and every release, as it always did."""
     env = env or Environment()
     say = on_event or (lambda _: None)
     current = current_lab()
     ensure_writable()
     record = RunRecord.create("teardown", current.resolved.lab.name)
     tools = ToolRunner(recorder=record.command, env=env.tool_env)
-    removed: list[str] = []
+    result = TeardownResult([], [])
     forward = current.data.get("port_forward")
     if forward and portforward.stop(int(forward["pid"])):
         say(f"stopped the port-forward to the gateway (pid {forward['pid']})")
-        removed.append("port-forward to the gateway")
-    if current.context is None and not options.keep_cluster:
-        name = current.resolved.lab.cluster.name
+        result.removed.append("port-forward to the gateway")
+    ownership = current.ownership
+    name = current.resolved.lab.cluster.name
+    cluster_found = ownership is not None and ownership.is_found(cluster_ref(name))
+    if current.context is None and not options.keep_cluster and not cluster_found:
         if k3d.cluster_exists(tools, name):
             say(f"deleting k3d cluster {name}")
             k3d.delete_cluster(tools, name, timeout=300)
-            removed.append(f"k3d cluster {name}")
+            result.removed.append(f"k3d cluster {name}")
         kubeconfig_path(name).unlink(missing_ok=True)
     else:
-        removed += _remove_lab_objects(current, env, tools, options, say)
+        if cluster_found and current.context is None:
+            say(f"kept k3d cluster {name}: it was there before `up`; removing only the lab from it")
+            result.kept.append(f"k3d cluster {name}")
+        _remove_lab_objects(current, env, tools, options, say, result)
     current_lab_file().unlink(missing_ok=True)
-    record.write_json("result.json", {"removed": removed})
-    return removed
+    record.write_json("result.json", {"removed": result.removed, "kept": result.kept})
+    return result
+
+
+class _Owned:
+    """Teardown's test of what is the lab's to remove: everything (a record without ownership), or what
+    `up` recorded as made; what it recorded as found is kept and said."""
+
+    def __init__(self, ownership: Ownership | None, result: TeardownResult, say: Callable[[str], None]) -> None:
+        self.ownership = ownership
+        self.result = result
+        self.say = say
+
+    def __call__(self, ref: str, shown: str | None = None) -> bool:
+        if self.ownership is None or self.ownership.is_created(ref):
+            return True
+        if self.ownership.is_found(ref):
+            self.say(f"kept {shown or ref}: it was there before `up`, so it is not the lab's to remove")
+            self.result.kept.append(shown or ref)
+        return False
 
 
 def _remove_lab_objects(
-    current: CurrentLab, env: Environment, tools: ToolRunner, options: TeardownOptions, say: Callable[[str], None]
-) -> list[str]:
+    current: CurrentLab,
+    env: Environment,
+    tools: ToolRunner,
+    options: TeardownOptions,
+    say: Callable[[str], None],
+    result: TeardownResult,
+) -> None:
     """The lab's own objects and releases in reverse plan order (route, gateway, models, pool, workload,
-    namespace), then the provider's releases, then, only when asked, the CRDs."""
+    namespace), then the provider's releases, then, only when asked, the CRDs: each only when `up` made it."""
     kube = current.kube(env)
-    removed: list[str] = []
+    removed = result.removed
+    owned = _Owned(current.ownership, result, say)
     steps = list(reversed(current.plan.steps))
     ordered = [s for s in steps if not s.id.startswith("provider-") and s.kind != "crds"]
     ordered += [s for s in steps if s.id.startswith("provider-")]
     ordered += [s for s in steps if s.kind == "crds"]
     for step in ordered:
         if step.kind == "apply":
+            if step.id == "namespace":
+                _remove_lab_secrets(kube, current, owned, say, removed)
             for obj in reversed(current.rendered.objects_for(step.id)):
-                if kube.delete(obj.api_version, obj.kind, obj.name, obj.namespace):
+                if owned(obj.ref) and kube.delete(obj.api_version, obj.kind, obj.name, obj.namespace):
                     say(f"deleted {obj.ref}")
                     removed.append(obj.ref)
         elif step.kind == "helm":
             for summary in reversed(step.releases):
                 release, namespace = summary["release"], summary["namespace"]
+                if not owned(release_ref(namespace, release), f"Helm release {namespace}/{release}"):
+                    continue
                 target = ["--namespace", namespace, *current.helm_target()]
                 hooks = release_hooks(tools, release, target)
-                result = tools.run(["helm", "uninstall", release, *target], timeout=300, check=False)
-                if result.returncode == 0:
+                uninstalled = tools.run(["helm", "uninstall", release, *target], timeout=300, check=False)
+                if uninstalled.returncode == 0:
                     say(f"uninstalled Helm release {release}")
                     removed.append(f"helm release {namespace}/{release}")
                     for hook in hooks:
@@ -469,16 +573,18 @@ def _remove_lab_objects(
                             removed.append(f"{hook['kind']}/{hook['metadata']['name']}")
         elif step.kind == "crds" and options.crds:
             for crd in step.crds:
-                if kube.delete(CRD_API, "CustomResourceDefinition", crd):
+                if owned(object_ref("CustomResourceDefinition", crd), f"CRD {crd}") and kube.delete(
+                    CRD_API, "CustomResourceDefinition", crd
+                ):
                     say(f"deleted CRD {crd}")
                     removed.append(f"CustomResourceDefinition/{crd}")
             bundle = next((b for b in current.rendered.crd_bundles if b.step == step.id), None)
             for api_version, kind, name in bundle.admission if bundle is not None else ():
-                if kube.delete(api_version, kind, name):
+                if owned(object_ref(kind, name)) and kube.delete(api_version, kind, name):
                     say(f"deleted {kind} {name} (applied with the CRDs)")
                     removed.append(f"{kind}/{name}")
     releases = [summary for step in ordered if step.kind == "helm" for summary in step.releases]
-    _remove_release_namespaces(kube, releases, current.resolved.lab.namespace, removed, say)
+    _remove_release_namespaces(kube, releases, current, owned, removed, say)
     namespaces = [ref.split("/", 1)[1] for ref in removed if ref.startswith("Namespace/")]
     if namespaces:
         say(f"waiting for namespace {', '.join(namespaces)} to finish terminating")
@@ -487,7 +593,22 @@ def _remove_lab_objects(
     if crds:
         say(f"waiting for {counted(len(crds), 'CRD')} to be gone")
         wait_crds_gone(kube, crds, options.timeout_s, env.poll_s)
-    return removed
+
+
+def _remove_lab_secrets(
+    kube: KubeApi, current: CurrentLab, owned: _Owned, say: Callable[[str], None], removed: list[str]
+) -> None:
+    """The Secrets `up` makes beside the rendered objects (LiteLLM's master key, the HF token): deleting
+    the lab's namespace takes them along, but a namespace that was there before stays, and they must go."""
+    ownership = current.ownership
+    namespace = current.resolved.lab.namespace
+    if ownership is None or not ownership.is_found(object_ref("Namespace", namespace)):
+        return
+    for name in (LITELLM_SECRET, HF_TOKEN_SECRET):
+        ref = object_ref("Secret", name, namespace)
+        if owned(ref) and ownership.is_created(ref) and kube.delete("v1", "Secret", name, namespace):
+            say(f"deleted {ref}")
+            removed.append(ref)
 
 
 def release_hooks(tools: ToolRunner, release: str, target: list[str]) -> list[dict[str, Any]]:
@@ -534,20 +655,23 @@ CLUSTER_SCOPED_KINDS = frozenset(
 def _remove_release_namespaces(
     kube: KubeApi,
     releases: list[dict[str, Any]],
-    lab_namespace: str,
+    current: CurrentLab,
+    owned: _Owned,
     removed: list[str],
     say: Callable[[str], None],
 ) -> None:
-    """The namespaces `up` made for the lab's releases (labelled managed-by igwlab), once every release
-    is uninstalled; one that was there before `up` carries no such label and stays."""
+    """The namespaces `up` made for the lab's releases, once every release is uninstalled: those it
+    recorded as made; for a record without ownership, those labelled as igwlab's. One that was there
+    before `up` stays."""
+    lab_namespace = current.resolved.lab.namespace
     for namespace in dict.fromkeys(summary["namespace"] for summary in releases):
         if namespace == lab_namespace:
             continue  # the namespace step removes it, after everything in it
-        live = kube.get("v1", "Namespace", namespace) or {}
-        labels = (live.get("metadata") or {}).get("labels") or {}
-        if all(labels.get(key) == value for key, value in CREATED_BY_IGWLAB.items()) and kube.delete(
-            "v1", "Namespace", namespace
-        ):
+        if current.ownership is None:
+            mine = carries_lab_labels(kube.get("v1", "Namespace", namespace), current.resolved.lab.name)
+        else:
+            mine = owned(object_ref("Namespace", namespace))
+        if mine and kube.delete("v1", "Namespace", namespace):
             say(f"deleted Namespace/{namespace}")
             removed.append(f"Namespace/{namespace}")
 

@@ -56,6 +56,7 @@ RECORD_FIELDS: dict[str, tuple[type, ...]] = {
     "url": (str, type(None)),
     "status": (str, type(None)),
     "port_forward": (dict, type(None)),
+    "ownership": (dict, type(None)),  # absent in records igwlab wrote before it recorded ownership
 }
 """The fields `up` writes into current.json (igwlab/lifecycle.py) and the types each may hold."""
 

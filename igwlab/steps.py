@@ -20,6 +20,7 @@ from igwlab import yamlio
 from igwlab.deletion import is_terminating, wait_namespaces_gone
 from igwlab.errors import IgwlabError, StepTimeoutError
 from igwlab.mirror import Sources, normalize_image
+from igwlab.ownership import Ownership, cluster_ref, lab_labels, object_ref, release_ref
 from igwlab.plan import Plan, Step
 from igwlab.records import RunRecord, private_file
 from igwlab.render import HelmRelease, Rendered, to_yaml
@@ -30,8 +31,6 @@ from igwlab.tools.kube import KubeApi
 from igwlab.tools.proc import ToolRunner
 
 LITELLM_SECRET = "igwlab-litellm"  # key `master-key`; the LiteLLM Deployment reads it
-# On objects igwlab makes outside the rendered lab (release namespaces, Secrets): teardown removes them.
-CREATED_BY_IGWLAB = {"app.kubernetes.io/managed-by": "igwlab"}
 HF_TOKEN_SECRET = "hf-token"  # the vLLM template reads key `token` of this Secret, optionally
 KubeFactory = Callable[[Path | None, str | None], KubeApi]
 Fetch = Callable[[str], str]
@@ -58,6 +57,7 @@ class UpContext:
     port_forward: portforward.PortForward | None = None
     previous_port_forward: dict[str, Any] | None = None  # what the last `up` of this lab started
     sources: Sources | None = None  # with a mirror: CRDs, charts and images come from its files
+    ownership: Ownership | None = None  # what up made vs found already there; None in a dry run
     _kube: KubeApi | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _url: str | None = None
@@ -172,6 +172,8 @@ class StepAction:
     # -- is_done / apply / wait ------------------------------------------------------------------
 
     def is_done(self) -> bool:
+        """Whether the step is done already; a step found done is left alone, and what it would have
+        made is recorded as found (the user's) unless the lab made it earlier."""
         kind = self.step.kind
         if kind == "cluster":
             if self.ctx.context is not None:
@@ -179,6 +181,7 @@ class StepAction:
             if not k3d.cluster_exists(self.ctx.tools, self.ctx.resolved.lab.cluster.name):
                 return False
             self._write_kubeconfig()
+            self._keep([cluster_ref(self.ctx.resolved.lab.cluster.name)])
             return True
         if kind == "probe":
             return False
@@ -188,7 +191,42 @@ class StepAction:
             return False
         if kind == "apply" and not self._objects_exist():
             return False
-        return all(state.ok for state in self._gate_states())
+        if not all(state.ok for state in self._gate_states()):
+            return False
+        if kind == "helm":
+            for summary in self.step.releases:
+                self._observe_namespace(summary["namespace"])
+            self._keep(release_ref(r["namespace"], r["release"]) for r in self.step.releases)
+        if kind == "crds" and self.ctx.ownership is not None:
+            self._keep(self._crd_refs(present_only=True))
+        return True
+
+    def _keep(self, refs: Any) -> None:
+        if self.ctx.ownership is not None:
+            self.ctx.ownership.keep(refs)
+
+    def _claim(self, refs: Any) -> None:
+        if self.ctx.ownership is not None:
+            self.ctx.ownership.claim(refs)
+
+    def _observe(self, ref: str, live: dict[str, Any] | None) -> None:
+        if self.ctx.ownership is not None:
+            self.ctx.ownership.observe(ref, live)
+
+    def _observe_namespace(self, namespace: str) -> None:
+        ref = object_ref("Namespace", namespace)
+        if self.ctx.ownership is not None and not self.ctx.ownership.knows(ref):
+            self._observe(ref, self.ctx.kube().get("v1", "Namespace", namespace))
+
+    def _crd_refs(self, present_only: bool = False) -> list[str]:
+        """The step's CRDs and the admission objects their bundle applies beside them (`present_only`:
+        those admission objects that exist; the CRDs of a step found done all do)."""
+        refs = [object_ref("CustomResourceDefinition", name) for name in self.step.crds]
+        bundle = next((b for b in self.ctx.rendered.crd_bundles if b.step == self.step.id), None)
+        for api_version, kind, name in bundle.admission if bundle else ():
+            if not present_only or self.ctx.kube().get(api_version, kind, name) is not None:
+                refs.append(object_ref(kind, name))
+        return refs
 
     def apply(self) -> None:
         handler = {
@@ -242,6 +280,7 @@ class StepAction:
     def _apply_cluster(self) -> None:
         if self.ctx.context is not None:
             return
+        self._claim([cluster_ref(self.ctx.resolved.lab.cluster.name)])
         self.ctx.tools.run(
             list(self.step.command),
             timeout=self.ctx.timeout_s,
@@ -286,6 +325,7 @@ class StepAction:
 
     def _apply_crds(self) -> None:
         kube = self.ctx.kube()
+        self._claim(self._crd_refs())  # applied (made or upgraded) by the lab: `teardown --crds` removes them
         for url in self.step.urls:
             for document in yamlio.load_all(self.ctx.crds_text(url)):
                 if document:
@@ -297,6 +337,7 @@ class StepAction:
         for summary in self.step.releases:
             release = by_name[summary["release"]]
             self._ensure_release_namespace(release.namespace)
+            self._claim([release_ref(release.namespace, release.name)])  # installed or upgraded: the lab's
             values_file = self._values_path(release.values_file)
             values_file.write_text(to_yaml(release.values) if release.values else "{}\n", encoding="utf-8")
             argv = [
@@ -324,12 +365,14 @@ class StepAction:
         --create-namespace` would make an unlabelled one that nothing removes)."""
         kube = self.ctx.kube()
         self._wait_terminating(kube, namespace)
-        if kube.get("v1", "Namespace", namespace) is None:
+        live = kube.get("v1", "Namespace", namespace)
+        self._observe(object_ref("Namespace", namespace), live)
+        if live is None:
             kube.apply(
                 {
                     "apiVersion": "v1",
                     "kind": "Namespace",
-                    "metadata": {"name": namespace, "labels": dict(CREATED_BY_IGWLAB)},
+                    "metadata": {"name": namespace, "labels": lab_labels(self.ctx.resolved.lab.name)},
                 }
             )
 
@@ -361,11 +404,15 @@ class StepAction:
         )
 
     def _objects_exist(self) -> bool:
+        """Whether every object of the step exists; each one's first sight is recorded (absent or
+        carrying the lab's labels: the lab's; else the user's, which teardown leaves)."""
         kube = self.ctx.kube()
-        return all(
-            kube.get(o.api_version, o.kind, o.name, o.namespace) is not None
-            for o in self.ctx.rendered.objects_for(self.step.id)
-        )
+        exist = True
+        for obj in self.ctx.rendered.objects_for(self.step.id):
+            live = kube.get(obj.api_version, obj.kind, obj.name, obj.namespace)
+            self._observe(obj.ref, live)
+            exist = exist and live is not None
+        return exist
 
     def _apply_objects(self) -> None:
         kube = self.ctx.kube()
@@ -391,7 +438,9 @@ class StepAction:
     def _ensure_litellm_key(self, kube: KubeApi) -> None:
         """A random master key, made once and kept: re-runs must not lock out existing clients."""
         namespace = self.ctx.resolved.lab.namespace
-        if kube.get("v1", "Secret", LITELLM_SECRET, namespace) is not None:
+        live = kube.get("v1", "Secret", LITELLM_SECRET, namespace)
+        self._observe(object_ref("Secret", LITELLM_SECRET, namespace), live)
+        if live is not None:
             return
         kube.apply(
             {
@@ -400,7 +449,7 @@ class StepAction:
                 "metadata": {
                     "name": LITELLM_SECRET,
                     "namespace": namespace,
-                    "labels": {"app.kubernetes.io/managed-by": "igwlab"},
+                    "labels": lab_labels(self.ctx.resolved.lab.name),
                 },
                 "type": "Opaque",
                 "stringData": {"master-key": "sk-" + secrets.token_urlsafe(24)},
@@ -414,6 +463,8 @@ class StepAction:
         lab = self.ctx.resolved.lab
         if not token or not any(backend.workload.kind == "vllm-cpu" for backend in lab.backends()):
             return
+        live = kube.get("v1", "Secret", HF_TOKEN_SECRET, lab.namespace)
+        self._observe(object_ref("Secret", HF_TOKEN_SECRET, lab.namespace), live)
         kube.apply(
             {
                 "apiVersion": "v1",
@@ -421,7 +472,7 @@ class StepAction:
                 "metadata": {
                     "name": HF_TOKEN_SECRET,
                     "namespace": lab.namespace,
-                    "labels": {"app.kubernetes.io/managed-by": "igwlab"},
+                    "labels": lab_labels(lab.name),
                 },
                 "type": "Opaque",
                 "stringData": {"token": token},

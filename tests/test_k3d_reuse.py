@@ -10,7 +10,7 @@ import yaml
 from doubles.world import free_port, lab_world
 from typer.testing import CliRunner
 
-from igwlab.errors import ExitCode, PrerequisiteError
+from igwlab.errors import ExitCode, PrerequisiteError, UsageError
 from igwlab.lifecycle import up
 from igwlab.tools.k3d import host_ports
 
@@ -38,13 +38,22 @@ def test_a_cluster_made_for_another_lab_is_refused_before_anything_changes(tmp_p
     assert "igwlab teardown" in (error.fix or "") and "--cluster NAME" in (error.fix or "")
 
 
-def test_another_cluster_name_leaves_the_first_alone(tmp_path: Path) -> None:
+def test_another_cluster_name_leaves_the_first_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lab on a second k3d cluster: refused while the first is recorded in the same state directory
+    (its teardown would no longer find the first cluster), made in a state directory of its own."""
     with lab_world(tmp_path) as world:
         assert up(world.options(), world.env).run.ok
         data = yaml.safe_load(world.lab_file.read_text())
         for li in data["gateway"]["listeners"]:
             li["host_port"] = free_port()
         world.lab_file.write_text(yaml.safe_dump(data))
+        with pytest.raises(UsageError) as refused:
+            up(world.options(cluster="igwlab-other", timeout_s=1), world.env)
+        assert refused.value.exit_code == ExitCode.USAGE
+        assert "on the k3d cluster igwlab-test" in refused.value.what, refused.value.what
+        assert "IGWLAB_STATE_DIR" in (refused.value.fix or "")
+        assert [c[3] for c in _calls(world, "k3d", "cluster", "create")] == ["igwlab-test"]
+        monkeypatch.setenv("IGWLAB_STATE_DIR", str(tmp_path / "other-state"))
         # No stand-in answers on the new host port, so only the cluster and its steps matter here.
         second = up(world.options(cluster="igwlab-other", timeout_s=1), world.env)
         created = [c[3] for c in _calls(world, "k3d", "cluster", "create")]

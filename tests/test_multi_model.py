@@ -137,7 +137,7 @@ def test_up_waits_for_both_pools_and_teardown_removes_both(tmp_path: Path, conte
         assert {"pool-tinyllm-pool", "models-tinyllm-pool", "bbr"} <= set(result.run.outcomes)
         releases = {c[3] for c in world.tools.calls("helm") if c[1:3] == ["upgrade", "--install"]}
         assert {"fakellm-pool", "tinyllm-pool", "body-based-router"} <= releases
-        removed = teardown(TeardownOptions(), world.env)
+        removed = teardown(TeardownOptions(), world.env).removed
     if context:
         assert "helm release igwlab/tinyllm-pool" in removed and "Deployment/igwlab/tinyllm" in removed
 

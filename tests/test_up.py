@@ -186,7 +186,7 @@ def test_existing_cluster_mode_uses_the_context_and_teardown_removes_only_the_la
         report = status(world.env)
         assert report["url"] == result.url and all(r["deployed"] for r in report["releases"])
         assert all(row["exists"] for row in report["objects"])
-        removed = teardown(TeardownOptions(), world.env)
+        removed = teardown(TeardownOptions(), world.env).removed
         remaining = world.cluster.refs()
     assert removed.index("HTTPRoute/igwlab/llm-route") < removed.index("Gateway/igwlab/inference-gateway")
     assert removed.index("helm release igwlab/fakellm-pool") < removed.index(
@@ -263,7 +263,7 @@ def test_up_with_observability_installs_the_add_on_and_teardown_removes_it(tmp_p
         assert result.run.outcomes["addon-grafana"].status == "done"
         installs = {c[3]: c for c in _commands(world, "helm", "upgrade")}
         assert "--repo" in installs["igwlab-prometheus"] and "27.45.0" in installs["igwlab-prometheus"]
-        removed = teardown(TeardownOptions(), world.env)
+        removed = teardown(TeardownOptions(), world.env).removed
     assert "helm release igwlab/igwlab-grafana" in removed and "helm release igwlab/igwlab-prometheus" in removed
 
 
@@ -316,7 +316,7 @@ def test_an_unreachable_gateway_address_gets_a_managed_port_forward(
         ), "a re-run reuses it"
         report = verify(VerifyOptions(requests=20), world.env)
         assert {c.name: c.status for c in report.checks}["completion"] == "pass"
-        removed = teardown(TeardownOptions(), world.env)
+        removed = teardown(TeardownOptions(), world.env).removed
     assert "port-forward to the gateway" in removed and not alive(int(forward["pid"]))
 
 
@@ -441,3 +441,36 @@ def test_verify_load_and_top_take_the_lab_from_the_file_that_is_up(tmp_path: Pat
     assert json_data(load, "load")["stages"][0]["succeeded"] == 5
     assert current.is_lab("my-picker-lab") and current.is_lab(str(lab_file))
     assert not current.is_lab("kgateway-fake-llm") and not current.is_lab(str(tmp_path / "other.yaml"))
+
+
+def test_a_record_from_before_ownership_tears_down_as_it_always_did(tmp_path: Path, state: Path) -> None:
+    """A record without `ownership` (written by an igwlab that did not keep it) stays readable: a re-run of
+    its lab keeps it so, and teardown removes the lab's namespace and every release as before."""
+    with lab_world(tmp_path, preset="agentgateway-fake-llm", context=True) as world:
+        assert up(world.options(context="ctx"), world.env).run.ok
+        record = json.loads((state / "current.json").read_text())
+        assert record["ownership"]["created"] and "Namespace/igwlab" in record["ownership"]["created"]
+        del record["ownership"]
+        (state / "current.json").write_text(json.dumps(record))
+        assert up(world.options(context="ctx"), world.env).run.ok
+        assert "ownership" not in json.loads((state / "current.json").read_text())
+        result = teardown(TeardownOptions(), world.env)
+    assert (
+        "Namespace/igwlab" in result.removed and "helm release agentgateway-system/agentgateway-crds" in result.removed
+    )
+    assert result.kept == []
+
+
+def test_a_k3d_cluster_that_was_there_before_up_stays_and_only_the_lab_goes(tmp_path: Path, state: Path) -> None:
+    """A k3d cluster of the lab's name that `up` found (made from another state directory, whose record
+    is not this one) is reused and kept at teardown, which then removes only the lab from it."""
+    with lab_world(tmp_path) as world:
+        assert up(world.options(), world.env).run.ok
+        (state / "current.json").unlink()  # the cluster's maker is recorded elsewhere
+        again = up(world.options(), world.env)
+        assert again.run.ok and again.run.outcomes["cluster"].status == "skipped"
+        result = teardown(TeardownOptions(), world.env)
+        deletes = _commands(world, "k3d", "cluster", "delete")
+    assert not deletes, "teardown deleted a k3d cluster up found already there"
+    assert result.kept[0] == "k3d cluster igwlab-test", result.kept
+    assert "HTTPRoute/igwlab/llm-route" in result.removed and read_current_lab() is None

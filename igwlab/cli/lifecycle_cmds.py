@@ -218,7 +218,8 @@ def teardown(
 ) -> None:
     """Remove the lab: delete its k3d cluster, or on an existing cluster (--context at `up`) remove
     only what the lab created, in reverse order, and wait until its namespaces are gone; CRDs stay
-    unless --crds."""
+    unless --crds. What `up` found already there (a namespace, a Helm release, CRDs, an object of the
+    same name) stays, each with a line saying so."""
     from igwlab.lifecycle import TeardownOptions, current_lab
     from igwlab.lifecycle import teardown as run_teardown
     from igwlab.state import current_lab_file, read_current_lab
@@ -244,11 +245,14 @@ def teardown(
                 f"teardown would delete {target}", why="it asks first, and no terminal can answer", fix="pass --yes"
             )
         typer.confirm(f"Delete {target}?", abort=True)
-    removed = run_teardown(TeardownOptions(crds=crds, timeout_s=timeout), on_event=lambda line: stderr().print(line))
+    result = run_teardown(TeardownOptions(crds=crds, timeout_s=timeout), on_event=lambda line: stderr().print(line))
     if json_output:
-        print_json({"lab": current.resolved.lab.name, "removed": removed, "note": None})
+        print_json({"lab": current.resolved.lab.name, "removed": result.removed, "kept": result.kept, "note": None})
         return
-    stdout().print(f"removed {counted(len(removed), 'thing')}; nothing of lab {current.resolved.lab.name} is left")
+    line = f"removed {counted(len(result.removed), 'thing')}; nothing of lab {current.resolved.lab.name} is left"
+    if result.kept:
+        line += f"; kept {counted(len(result.kept), 'thing')} that were there before `up`"
+    stdout().print(line)
 
 
 @handle_errors

@@ -1,0 +1,146 @@
+"""What `up` finds already on a cluster stays the user's: `teardown` removes only what the lab made, and
+a second lab cannot take over the record of the first. On a real API server (kwok cluster built by
+tests/testbin) with the real helm installing the real charts from the offline mirror; the user's own
+namespace, objects and Helm release are made the way a user makes them (kubectl, helm install).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import testbin
+from reallab import RealLab, Result
+
+pytestmark = pytest.mark.realcluster
+
+LAB = "agentgateway-fake-llm"  # the cheapest preset: simulator pods, a provider whose CRDs are a release
+OTHER_LAB = "kgateway-fake-llm"
+USAGE_EXIT = 2
+
+
+def _helm(lab: RealLab, *args: str) -> str:
+    done = subprocess.run(
+        [str(testbin.binary("helm")), *args, "--kube-context", lab.cluster.context],
+        env=lab.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return done.stdout
+
+
+def _record(lab: RealLab) -> dict[str, object]:
+    return dict(json.loads((lab.state_dir / "current.json").read_text(encoding="utf-8")))
+
+
+def _namespace_phase(lab: RealLab, name: str) -> str:
+    out = lab.cluster.kubectl("get", "namespace", name, "-o", "json", check=False)
+    return str(json.loads(out)["status"]["phase"]) if out.strip() else "gone"
+
+
+def _steps(result: Result) -> dict[str, str]:
+    return {step["step"]: step["status"] for step in result.json()["data"]["steps"]}
+
+
+def test_what_up_found_already_there_stays_after_teardown(real_mirror: Path, tmp_path: Path) -> None:
+    """The user's namespace `igwlab` (with a ConfigMap of theirs), an InferenceObjective of theirs of the
+    lab's name, and the agentgateway-crds release they installed with helm: `up` leaves them alone and
+    records them as found, a re-run keeps them so, and `teardown` removes the lab around them."""
+    with RealLab.start(tmp_path, real_mirror) as lab:
+        lab.cluster.kubectl("create", "namespace", "igwlab")
+        lab.cluster.kubectl("create", "configmap", "mine", "-n", "igwlab", "--from-literal=owner=me")
+        chart = next(real_mirror.rglob("agentgateway-crds-*.tgz"))
+        _helm(
+            lab, "install", "agentgateway-crds", str(chart), "--namespace", "agentgateway-system", "--create-namespace"
+        )
+        before, releases_before = lab.inventory(), lab.releases()
+
+        up = lab.igwlab("up", "--lab", LAB, "--timeout", "180", "--json")
+        assert up.returncode == 0, up.output + lab.diagnostics()
+        steps = _steps(up)
+        assert steps["namespace"] == "skipped" and steps["provider-agentgateway-crds"] == "skipped", steps
+        ownership = _record(lab)["ownership"]
+        assert isinstance(ownership, dict)
+        for found in (
+            "Namespace/igwlab",
+            "Namespace/agentgateway-system",
+            "helm:agentgateway-system/agentgateway-crds",
+        ):
+            assert found in ownership["found"], ownership
+        for made in (
+            "helm:agentgateway-system/agentgateway",
+            "helm:igwlab/fakellm-pool",
+            "Gateway/igwlab/inference-gateway",
+        ):
+            assert made in ownership["created"], ownership
+
+        # The same lab again: every step skipped, and what was found stays found.
+        again = lab.igwlab("up", "--lab", LAB, "--json")
+        assert again.returncode == 0, again.output
+        assert _record(lab)["ownership"] == ownership
+
+        down = lab.run("teardown", "--yes", "--json")
+        assert down.returncode == 0, down.output
+        data = down.json()["data"]
+        assert set(data["kept"]) == {
+            "Namespace/igwlab",
+            "Namespace/agentgateway-system",
+            "Helm release agentgateway-system/agentgateway-crds",
+        }, data
+        for kept in data["kept"]:
+            assert f"kept {kept}: it was there before `up`" in down.stderr, down.output
+        assert "helm release agentgateway-system/agentgateway" in data["removed"], data
+        assert not any(ref.startswith("Namespace/") for ref in data["removed"]), data
+
+        assert _namespace_phase(lab, "igwlab") == "Active" and _namespace_phase(lab, "agentgateway-system") == "Active"
+        assert lab.releases() == releases_before, "teardown uninstalled a release the user had installed"
+        crds = lab.cluster.kubectl("get", "crds", "-o", "name")
+        assert "agentgatewaybackends.agentgateway.dev" in crds, "the user's release lost its CRDs"
+        after = lab.inventory()
+        # (Before `up` the cluster has no Gateway API CRDs, and the inventory's namespaced listing names
+        # them: it starts empty, so the user's objects are named here.)
+        users = {
+            "Namespace//igwlab",
+            "ConfigMap/igwlab/mine",
+            "Namespace//agentgateway-system",
+            "Secret/agentgateway-system/sh.helm.release.v1.agentgateway-crds.v1",
+        }
+        assert users <= after, f"teardown removed the user's: {sorted(users - after)}"
+        # CRDs stay without --crds; the GatewayClass agentgateway's controller made is the provider's.
+        left = {r for r in after - before - users if not r.startswith(("CustomResourceDefinition//", "GatewayClass//"))}
+        assert not left, f"teardown left what up made: {sorted(left)}"
+
+
+def test_up_of_another_lab_while_one_is_recorded_refuses_before_changing_anything(
+    real_mirror: Path, tmp_path: Path
+) -> None:
+    with RealLab.start(tmp_path, real_mirror, data_path=False) as lab:
+        # Lab A recorded in progress: without the data path its warm-up completion never answers.
+        first = lab.igwlab("up", "--lab", LAB, "--timeout", "20", "--json")
+        assert first.returncode != 0 and _record(lab)["status"] == "in-progress", first.output
+        record_text = (lab.state_dir / "current.json").read_text(encoding="utf-8")
+        before, releases_before = lab.inventory(), lab.releases()
+
+        for extra in ((), ("--dry-run",)):
+            other = lab.igwlab("up", "--lab", OTHER_LAB, "--timeout", "20", "--json", *extra)
+            assert other.returncode == USAGE_EXIT, other.output
+            error = other.json()["error"]
+            text = " ".join(str(error[key] or "") for key in ("message", "why", "hint"))
+            assert f"lab {LAB} is recorded in-progress in context {lab.cluster.context}" in error["message"], error
+            assert "igwlab teardown" in error["hint"] and "IGWLAB_STATE_DIR" in error["hint"], error
+            assert ("dry run changed nothing" in text) == bool(extra), text
+            assert "Traceback" not in other.stderr
+        assert (lab.state_dir / "current.json").read_text(encoding="utf-8") == record_text
+        assert lab.inventory() == before and lab.releases() == releases_before
+
+        # The recorded lab itself continues as before.
+        rerun = lab.igwlab("up", "--lab", LAB, "--dry-run", "--json")
+        assert rerun.returncode == 0, rerun.output
+
+        down = lab.run("teardown", "--yes", "--json")
+        assert down.returncode == 0, down.output
+        assert lab.releases() == []
