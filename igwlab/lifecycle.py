@@ -342,7 +342,9 @@ def refuse_another_lab(previous: dict[str, Any], resolved: ResolvedLab, options:
 
 
 def _where(context: Any, cluster: Any) -> str:
-    return f"in context {context}" if context else f"on the k3d cluster {cluster}"
+    if context:
+        return f"in context {context}"
+    return f"on the k3d cluster {cluster}" if cluster else "(the record names no cluster)"
 
 
 # -- the lab that is up ------------------------------------------------------------------------------
