@@ -82,14 +82,7 @@ class CheckContext:
     cluster_skip_reason: str = ""
     litellm_url: str | None = None
     litellm_key: str | None = None
-    # Multi-pool labs: True where clients must send the base-model header themselves (no body-based routing).
-    header_routing: bool = True
-    # The InferencePool failure mode the gateway applies (the lab's, unless the stack ignores it).
-    failure_mode: FailureMode = "FailClose"
-    answers_name_target: bool = True
-    split_metric: str | None = None
-    bbr_buffers_responses: bool = False
-    lora_affinity_filter: bool = False
+    facts: LabFacts = field(default_factory=LabFacts)  # what the checks know of the lab's stack
     max_tokens: int = 8
     reachable: bool = False
     seen: list[Observation] = field(default_factory=list)
@@ -101,7 +94,7 @@ class CheckContext:
 
     def hint(self, observation: Observation) -> str:
         """What a failed observation most likely means in this lab (its failure mode in force)."""
-        return hint_for(observation, self.failure_mode)
+        return hint_for(observation, self.facts.failure_mode)
 
     def remember(self, observations: list[Observation]) -> list[Observation]:
         self.seen += observations
@@ -293,7 +286,7 @@ async def streaming(ctx: CheckContext) -> CheckResult:
                 f"all {observation.stream_chunks} chunks arrived within {spread * 1000:.0f} ms, after {ttft}, "
                 f"though the model takes {pacing * 1000:.0f} ms to write them: the stream was buffered",
                 BBR_BUFFERS_HINT
-                if ctx.bbr_buffers_responses
+                if ctx.facts.bbr_buffers_responses
                 else "A proxy or the ext_proc filter holds the response until it is complete, so clients see no "
                 "token until the last one. The gateway must pass the response body through as it comes "
                 "(ext_proc response body mode STREAMED or FULL_DUPLEX_STREAMED, no buffering filter or proxy "
@@ -328,11 +321,11 @@ async def traffic_split(ctx: CheckContext) -> CheckResult:
         answered = Counter(o.model or "(no model field)" for o in observations)
         data[model.name] = {"answers": dict(answered), "weights": dict(zip(names, weights, strict=True))}
         counts, source = answered, "answers"
-        if set(answered) == {model.name} and not ctx.answers_name_target:
+        if set(answered) == {model.name} and not ctx.facts.answers_name_target:
             verdict = await _split_from_counters(ctx, model.name, before, len(observations), data[model.name])
             if isinstance(verdict, CheckResult):
                 return verdict
-            counts, source = verdict, f"the endpoint picker's {ctx.split_metric}"
+            counts, source = verdict, f"the endpoint picker's {ctx.facts.split_metric}"
         data[model.name].update(observed=dict(counts), source=source)
         strays = {name: n for name, n in counts.items() if name not in names}
         if strays:
@@ -398,9 +391,9 @@ async def traffic_split(ctx: CheckContext) -> CheckResult:
 
 async def _split_counters(ctx: CheckContext, model: str) -> SplitCounts | None:
     """The EPP counters for `model` now, where the lab's cluster and the stack's counter are known."""
-    if ctx.cluster is None or not ctx.cluster.epps or not ctx.split_metric:
+    if ctx.cluster is None or not ctx.cluster.epps or not ctx.facts.split_metric:
         return None
-    return await read_split_async(ctx.cluster.kube, list(ctx.cluster.epps), ctx.split_metric, model)
+    return await read_split_async(ctx.cluster.kube, list(ctx.cluster.epps), ctx.facts.split_metric, model)
 
 
 async def _split_from_counters(
@@ -417,7 +410,7 @@ async def _split_from_counters(
             "warn",
             f"{model}: cannot tell the split: {why}, and its counters cannot be read ({reason})",
             "Run verify where `igwlab up` ran: it then reads the endpoint picker's request counter "
-            f"({ctx.split_metric or 'inference_objective_request_total'}) through the cluster.",
+            f"({ctx.facts.split_metric or 'inference_objective_request_total'}) through the cluster.",
             data=data,
         )
     if not (before.readable and after.readable):
@@ -468,7 +461,7 @@ async def endpoint_spread(ctx: CheckContext) -> CheckResult:
     data = {"pods": dict(pods), "replicas": replicas}
     if len(pods) == 1:
         adapters = _adapter_targets(ctx)
-        if ctx.lora_affinity_filter and adapters:
+        if ctx.facts.lora_affinity_filter and adapters:
             return await _one_pod_under_lora_affinity(ctx, adapters, len(answered), spread, data)
         return CheckResult(
             "endpoint-spread",
@@ -560,7 +553,7 @@ async def model_routing(ctx: CheckContext) -> CheckResult:
     for backend in backends:
         names = list(dict.fromkeys([*(m.name for m in backend.models), *backend.workload.served_names()]))
         per_name = max(5, per_pool // len(names))
-        headers = {BASE_MODEL_HEADER: backend.workload.served_model} if ctx.header_routing else None
+        headers = {BASE_MODEL_HEADER: backend.workload.served_model} if ctx.facts.header_routing else None
         for model in names:
             bodies = [_completion_body(ctx, model, _prompt(f"routing {i}")) for i in range(per_name)]
             observations = ctx.remember(
@@ -582,7 +575,7 @@ async def model_routing(ctx: CheckContext) -> CheckResult:
                     "model-routing",
                     "fail",
                     f"{model}: {where}",
-                    wrong_pool_hint(model, backend.pool.name, backend.workload.served_model, ctx.header_routing),
+                    wrong_pool_hint(model, backend.pool.name, backend.workload.served_model, ctx.facts.header_routing),
                     data=data,
                 )
             failed = first_failure(observations)

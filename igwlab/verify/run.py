@@ -163,14 +163,9 @@ async def _verify(
         url, concurrency=options.concurrency, timeout_s=options.timeout_s, headers_for_model=objectives.get
     ) as engine:
         ctx = CheckContext(
-            answers_name_target=facts.answers_name_target,
-            bbr_buffers_responses=facts.bbr_buffers_responses,
-            lora_affinity_filter=facts.lora_affinity_filter,
-            split_metric=facts.split_metric,
+            facts=facts,
             litellm_url=options.litellm_url,
             litellm_key=options.litellm_key,
-            header_routing=facts.header_routing,
-            failure_mode=facts.failure_mode,
             lab=lab,
             engine=engine,
             requests=options.requests,
