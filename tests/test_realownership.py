@@ -144,3 +144,29 @@ def test_up_of_another_lab_while_one_is_recorded_refuses_before_changing_anythin
         down = lab.run("teardown", "--yes", "--json")
         assert down.returncode == 0, down.output
         assert lab.releases() == []
+
+
+def test_teardown_crds_keeps_the_crds_that_were_there_before_up(real_mirror: Path, tmp_path: Path) -> None:
+    """The user's Gateway API v1.5.1 CRDs, already what the lab needs: `up` leaves them as found, and
+    `teardown --crds` removes only the CRDs `up` applied (the inference ones)."""
+    from test_existing_crds import _bundle, _install
+
+    with RealLab.start(tmp_path, real_mirror, data_path=False) as lab:
+        users = _bundle("gateway-api", "v1.5.1", "standard")
+        _install(lab.cluster, users)
+        names = {d["metadata"]["name"] for d in users if d["kind"] == "CustomResourceDefinition"}
+        # Without the data path the warm-up never answers: the lab stays in progress, which teardown takes.
+        lab.igwlab("up", "--lab", LAB, "--timeout", "20", "--json")
+        ownership = _record(lab)["ownership"]
+        assert isinstance(ownership, dict)
+        assert {f"CustomResourceDefinition/{name}" for name in names} <= set(ownership["found"]), ownership
+
+        down = lab.run("teardown", "--yes", "--crds", "--json")
+        assert down.returncode == 0, down.output
+        left = set(lab.cluster.kubectl("get", "crds", "-o", "name").split())
+        assert {f"customresourcedefinition.apiextensions.k8s.io/{name}" for name in names} <= left, left
+        assert not any("inference.networking" in crd for crd in left), f"the lab's CRDs stayed: {sorted(left)}"
+        kept = down.json()["data"]["kept"]
+        assert {k for k in kept if k.startswith("CRD ")} == {f"CRD {name}" for name in names}, kept
+        for name in names:
+            assert f"kept CRD {name}: it was there before `up`" in down.stderr, down.output
