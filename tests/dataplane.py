@@ -39,6 +39,7 @@ from typing import Any
 
 import testbin
 import yaml
+from netns_relay import pipe  # one byte pump for the forwarder and the relay in a network namespace
 
 UPSTREAM_CHARTS = Path(__file__).resolve().parents[2] / "shared" / "upstream" / "charts"
 STANDALONE_CHART = UPSTREAM_CHARTS / "standalone-v1.5.0.tgz"
@@ -199,16 +200,6 @@ class Forwarder:
 
         if (host, port) in self._servers:
             self.remove_one(host, port)
-
-        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while data := await reader.read(65536):
-                    writer.write(data)
-                    await writer.drain()
-            except OSError:
-                pass
-            finally:
-                writer.close()
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
