@@ -118,7 +118,12 @@ def crd_version(crd: dict[str, Any], wanted: CrdSet) -> str | None:
 def fit(wanted: CrdSet, existing: dict[str, dict[str, Any] | None], safe_upgrades: bool) -> Fit:
     """How the CRDs on the cluster (name -> object, None when absent) fit the bundle the lab needs.
     `safe_upgrades`: the cluster has Gateway API's safe-upgrades admission policy."""
-    present = {name: crd for name, crd in existing.items() if crd is not None}
+    # A CRD being deleted is as good as absent: `up` waits for it to go before it applies the lab's.
+    present = {
+        name: crd
+        for name, crd in existing.items()
+        if crd is not None and not (crd.get("metadata") or {}).get("deletionTimestamp")
+    }
     want = version_tuple(wanted.version)
     newer, older, channels, unserved = [], [], [], []
     for name, crd in present.items():
@@ -181,7 +186,7 @@ def fit(wanted: CrdSet, existing: dict[str, dict[str, Any] | None], safe_upgrade
         )
     if not present:
         return Fit("absent", f"no {wanted.title} CRDs yet; up installs them")
-    missing = [name for name, crd in existing.items() if crd is None]
+    missing = [name for name in existing if name not in present]
     if missing:
         return Fit("upgrade", f"{wanted.title}: up adds {', '.join(missing)} beside the ones there")
     return Fit("same", f"the cluster has the {wanted.title} CRDs")

@@ -65,6 +65,9 @@ class CrdsEstablished(Gate):
             if crd is None:
                 pending.append(f"{name} (missing)")
                 continue
+            if (crd.get("metadata") or {}).get("deletionTimestamp"):
+                pending.append(f"{name} (being deleted)")  # still Established until it is gone
+                continue
             if self.version_annotation and self.version:
                 have = ((crd.get("metadata") or {}).get("annotations") or {}).get(self.version_annotation)
                 if have != self.version:

@@ -590,11 +590,11 @@ def _remove_lab_objects(
     namespaces = [ref.split("/", 1)[1] for ref in removed if ref.startswith("Namespace/")]
     if namespaces:
         say(f"waiting for namespace {', '.join(namespaces)} to finish terminating")
-        wait_namespaces_gone(kube, namespaces, options.timeout_s, env.poll_s)
+        wait_namespaces_gone(kube, namespaces, options.timeout_s, env.poll_s, say=say)
     crds = [ref.split("/", 1)[1] for ref in removed if ref.startswith("CustomResourceDefinition/")]
     if crds:
         say(f"waiting for {counted(len(crds), 'CRD')} to be gone")
-        wait_crds_gone(kube, crds, options.timeout_s, env.poll_s)
+        wait_crds_gone(kube, crds, options.timeout_s, env.poll_s, say=say)
 
 
 def _remove_lab_secrets(

@@ -17,7 +17,8 @@ from typing import Any
 
 from igwlab import gates as g
 from igwlab import yamlio
-from igwlab.deletion import is_terminating, wait_namespaces_gone
+from igwlab.crds import CRD_API
+from igwlab.deletion import is_terminating, wait_crds_gone, wait_namespaces_gone
 from igwlab.errors import IgwlabError, StepTimeoutError
 from igwlab.mirror import Sources, normalize_image
 from igwlab.ownership import Ownership, cluster_ref, lab_labels, object_ref, release_ref
@@ -325,6 +326,13 @@ class StepAction:
 
     def _apply_crds(self) -> None:
         kube = self.ctx.kube()
+        # A CRD still being deleted (a `teardown --crds` not finished) would take the lab's objects with it
+        # once gone: wait for it to go, then make it anew.
+        going = [name for name in self.step.crds if is_terminating(kube.get(CRD_API, "CustomResourceDefinition", name))]
+        if going:
+            wait_crds_gone(
+                kube, going, self.ctx.timeout_s, self.ctx.poll_s, cancelled=self._check_cancel, retry="igwlab up"
+            )
         self._claim(self._crd_refs())  # applied (made or upgraded) by the lab: `teardown --crds` removes them
         for url in self.step.urls:
             for document in yamlio.load_all(self.ctx.crds_text(url)):

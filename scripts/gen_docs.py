@@ -357,7 +357,17 @@ def troubleshooting_page() -> str:
         "(CrashLoopBackOff, an image that does not exist, a missing Secret, requests no node can hold) ends "
         "`up` at once with exit 1, naming the pod and its reason; what may still clear (a failing readiness "
         "probe, a Gateway not Programmed, a namespace still Terminating) is waited for until `--timeout`, "
-        "then exit 4 with its last state.\n"
+        "then exit 4 with its last state. A CRD still being deleted (a `teardown --crds` that timed out) is "
+        "waited for before `up` makes it anew: applying the lab's CRD onto one that is about to vanish would "
+        "take the lab's objects with it.\n\n"
+        "A deleted namespace or CRD can stay Terminating for minutes after its cause is gone: the API "
+        'server\'s controller retries a failed pass ("could not list instances: storage is (re)initializing" '
+        'for a CRD deleted soon after it was made, "could not confirm zero CustomResources remaining" after '
+        "a finalizer held its resources) only after a backoff of up to 1000 s. While it reports such a "
+        "failure, `teardown` and `up` touch the annotation `igwlab.dev/retry-deletion` on it so it tries "
+        "again at once, and say so once. A finalizer nobody removes is not cleared that way: remove it "
+        '(`kubectl patch KIND NAME --type merge -p \'{"metadata":{"finalizers":null}}\'`) and run the '
+        "command again.\n"
     )
     return "".join(out)
 

@@ -139,6 +139,19 @@ class KwokCluster:
             raise ClusterError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
         return result.stdout
 
+    def delete_crds(self, names: Sequence[str], timeout_s: float = 180) -> None:
+        """Delete these CRDs and wait until the API server has removed them, through igwlab's own wait
+        (deletion.wait_crds_gone): a CRD deleted soon after it was created can stay Terminating for
+        minutes ("could not list instances: storage is (re)initializing") unless its finalizer is asked
+        to retry, which `kubectl delete --wait` does not do."""
+        from igwlab.deletion import wait_crds_gone
+        from igwlab.tools.kube import KubernetesApi
+
+        if not names:
+            return
+        self.kubectl("delete", "customresourcedefinitions", *names, "--ignore-not-found", "--wait=false")
+        wait_crds_gone(KubernetesApi(str(self.kubeconfig), self.context), list(names), timeout_s)
+
     def scale_nodes(self, count: int, *, cpu: str = NODE_CPU, memory: str = NODE_MEMORY) -> None:
         """`count` kwok nodes, by default with room for every lab (vLLM labs ask 12 CPUs per replica)."""
         self._run(

@@ -98,8 +98,8 @@ def _lab_crds(kwok: KwokCluster) -> dict[str, dict[str, Any]]:
 
 
 def _clean(kwok: KwokCluster) -> None:
-    """Delete the policy and every lab CRD; `kubectl delete` waits until each is really gone (CRD deletion
-    finishes asynchronously, after the API server has removed the custom resources)."""
+    """Delete the policy and every lab CRD, waiting until each is really gone (CRD deletion finishes
+    asynchronously, after the API server has removed the custom resources)."""
     kwok.kubectl(
         "delete",
         "validatingadmissionpolicybindings,validatingadmissionpolicies",
@@ -107,9 +107,7 @@ def _clean(kwok: KwokCluster) -> None:
         "--ignore-not-found",
         "--wait=true",
     )
-    names = sorted(_lab_crds(kwok))
-    if names:
-        kwok.kubectl("delete", "customresourcedefinitions", *names, "--wait=true", "--timeout=120s", timeout_s=180)
+    kwok.delete_crds(sorted(_lab_crds(kwok)))
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:
@@ -278,7 +276,7 @@ def test_the_safe_upgrades_policy_denies_the_older_bundle_and_igwlab_says_so_fir
     assert findings["gateway-api-crds"]["status"] == "ok", findings
 
     # Only the CRDs deleted: the API server still denies creating the older ones, and igwlab still says why.
-    kwok.kubectl("delete", "customresourcedefinitions", *sorted(_lab_crds(kwok)), "--wait=true", timeout_s=180)
+    kwok.delete_crds(sorted(_lab_crds(kwok)))
     denied = _dry_run(kwok, "create", "-f", str(older))
     assert denied.returncode != 0 and "before v1.5.0 is prohibited" in denied.stderr, denied.stderr
     result = _refused(lab, "kgateway-fake-llm")

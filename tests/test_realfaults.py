@@ -195,6 +195,53 @@ def test_a_namespace_stuck_terminating_is_named_by_teardown_and_by_up_and_clears
         assert done.returncode == 0, done.output + lab.diagnostics()
 
 
+def test_a_crd_still_terminating_is_named_by_teardown_and_waited_for_by_up_then_made_anew(
+    real_mirror: Path, tmp_path: Path
+) -> None:
+    """A ReferenceGrant the lab did not make, held by a finalizer nobody removes, keeps its CRD
+    Terminating after `teardown --crds`. A later `up` must not take the doomed CRD for installed (it is
+    still Established): it waits for it to go, and once the finalizer is removed makes it anew, with the
+    API server's CRD finalizer asked to retry rather than left to its backoff."""
+    crd = "referencegrants.gateway.networking.k8s.io"
+    with RealLab.start(tmp_path, real_mirror) as lab:
+        up = lab.igwlab("up", "--lab", SIM_LAB, "--timeout", "180")
+        assert up.returncode == 0, up.output + lab.diagnostics()
+        holder = {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "ReferenceGrant",
+            "metadata": {"name": "held", "namespace": "default", "finalizers": [HOLD]},
+            "spec": {
+                "from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "igwlab"}],
+                "to": [{"group": "", "kind": "Service"}],
+            },
+        }
+        lab.cluster.kubectl("apply", "-f", "-", stdin=json.dumps(holder))
+
+        down = lab.run("teardown", "--yes", "--crds", "--timeout", "40", "--json", timeout_s=300)
+        error = failure(down, TIMEOUT_EXIT)
+        assert error["message"] == f"CRD {crd} is still terminating after 40s", error
+        assert "then run `igwlab teardown --crds` again" in error["hint"], error
+        assert lab.releases() == [], "teardown stopped before it removed the releases"
+
+        running = lab.spawn("up", "--lab", SIM_LAB, "--timeout", "180", "--json")
+        try:
+            wait_event(lab, lambda e: e["step"] == "gateway-api-crds" and e["kind"] == "apply")
+            live = json.loads(lab.cluster.kubectl("get", "crd", crd, "-o", "json"))
+            assert live["metadata"].get("deletionTimestamp"), "the CRD went before the test let it"
+            lab.cluster.kubectl("patch", "referencegrant", "held", "-n", "default", "--type", "merge", "-p",
+                                '{"metadata":{"finalizers":null}}')  # fmt: skip
+            again = running.finish(timeout_s=300)
+        finally:
+            running.stop()
+        assert again.returncode == 0, again.output + lab.diagnostics()
+        steps = {step["step"]: step["status"] for step in again.json()["data"]["steps"]}
+        assert steps["gateway-api-crds"] == "done", steps
+        made = json.loads(lab.cluster.kubectl("get", "crd", crd, "-o", "json"))
+        assert made["metadata"]["uid"] != live["metadata"]["uid"], "up applied to the CRD being deleted"
+        assert not made["metadata"].get("deletionTimestamp"), made["metadata"]
+        lab.cluster.kubectl("get", "httproute", "-n", "igwlab", "llm-route")
+
+
 # -- pods the scheduler cannot place -------------------------------------------------------------------
 
 

@@ -40,6 +40,13 @@ class KubeApi(Protocol):
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool: ...
 
+    def annotate(
+        self, api_version: str, kind: str, name: str, annotations: dict[str, str], namespace: str | None = None
+    ) -> bool:
+        """Set these annotations on the object (a JSON merge patch, no field manager's claim); False when
+        it does not exist."""
+        ...
+
     def events(self, namespace: str, involved_object: str | None = None) -> list[Manifest]:
         """The namespace's events (core/v1 Event), only those about the object of that name when given."""
         ...
@@ -345,6 +352,22 @@ class KubernetesApi:
 
         try:
             self._resource(api_version, kind).delete(name=name, namespace=namespace)
+        except (NotFoundError, ResourceNotFoundError):
+            return False
+        return True
+
+    def annotate(
+        self, api_version: str, kind: str, name: str, annotations: dict[str, str], namespace: str | None = None
+    ) -> bool:
+        from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+
+        try:
+            self._resource(api_version, kind).patch(
+                body={"metadata": {"annotations": annotations}},
+                name=name,
+                namespace=namespace,
+                content_type="application/merge-patch+json",
+            )
         except (NotFoundError, ResourceNotFoundError):
             return False
         return True

@@ -163,6 +163,17 @@ class FakeCluster:
                     del self._objects[other]
             return self._objects.pop(key, None) is not None
 
+    def annotate(
+        self, api_version: str, kind: str, name: str, annotations: dict[str, str], namespace: str | None = None
+    ) -> bool:
+        with self._lock:
+            key = (_group(api_version), kind, "" if kind in CLUSTER_SCOPED else namespace or "", name)
+            obj = self._objects.get(key)
+            if obj is None:
+                return False
+            obj.setdefault("metadata", {}).setdefault("annotations", {}).update(annotations)
+            return True
+
     def events(self, namespace: str, involved_object: str | None = None) -> list[Manifest]:
         """`pod_events` (pod name -> events) where a test set them, else one Normal event of the namespace."""
         if involved_object is not None:
