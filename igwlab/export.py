@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from igwlab import yamlio
 from igwlab.errors import CannotWriteError, UsageError
 from igwlab.render import Rendered, to_multi_document_yaml, to_yaml
 
 if TYPE_CHECKING:  # `render` to stdout needs no plan (nor the mirror module the plan loads)
     from igwlab.plan import Plan
 
-MARKER = ".igwlab-render"
+MARKER = ".igwlab-render"  # YAML: lab, stack, files (what this render wrote, relative to the directory)
+# What renders before the marker listed its files wrote: removed whole on a refresh.
+_LEGACY_WRITTEN = ("manifests", "helm", "helm-releases.yaml")
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,10 @@ def rendered_stream(rendered: Rendered) -> str:
 def write_rendered(rendered: Rendered, plan: Plan, out_dir: Path) -> ExportResult:
     """Write objects under manifests/NN-step/, values under helm/, and helm-releases.yaml.
 
-    A directory igwlab rendered before is refreshed (no stale files survive); any other
-    non-empty directory is refused, so a typo cannot scatter files into someone's project.
+    A directory igwlab rendered before is refreshed: the files the last render wrote (listed in its
+    marker) are removed, so no stale one survives, and whatever else is there (a kustomization.yaml of
+    the user's beside the manifests) stays. Any other non-empty directory is refused, so a typo cannot
+    scatter files into someone's project.
     """
     try:
         return _write(rendered, plan, out_dir)
@@ -66,7 +70,9 @@ def _write(rendered: Rendered, plan: Plan, out_dir: Path) -> ExportResult:
     releases_file = out_dir / "helm-releases.yaml"
     ordered = sorted(rendered.releases, key=lambda release: step_numbers[release.step])
     releases_file.write_text(to_yaml({"releases": [r.summary() for r in ordered]}), encoding="utf-8")
-    (out_dir / MARKER).write_text(f"lab: {plan.lab}\nstack: {plan.stack}\n", encoding="utf-8")
+    written = [*manifest_files, *values_files, releases_file]
+    marker = {"lab": plan.lab, "stack": plan.stack, "files": [path.relative_to(out_dir).as_posix() for path in written]}
+    (out_dir / MARKER).write_text(to_yaml(marker), encoding="utf-8")
     return ExportResult(out_dir, tuple(manifest_files), tuple(values_files), releases_file)
 
 
@@ -80,7 +86,43 @@ def _prepare(out_dir: Path) -> None:
                 why="igwlab replaces what it wrote before, and will not mix its files into other content",
                 fix="name an empty or new directory",
             )
-        for stale in ("manifests", "helm"):
-            shutil.rmtree(out_dir / stale, ignore_errors=True)
-        (out_dir / "helm-releases.yaml").unlink(missing_ok=True)
+        removed: list[Path] = []
+        for path in _written_before(out_dir):
+            if path.is_dir():
+                removed += _remove_yaml_under(path)
+            elif path.is_file():
+                path.unlink()
+                removed.append(path)
+        _prune_emptied(out_dir, removed)
     out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _written_before(out_dir: Path) -> list[Path]:
+    """The files (or, from a render before the marker listed them, the folders) the last render wrote,
+    inside `out_dir` only: a marker edited to name `../x` or an absolute path removes nothing outside."""
+    try:
+        marker = yamlio.load((out_dir / MARKER).read_text(encoding="utf-8"))
+    except (OSError, yamlio.YAMLError):
+        marker = None
+    listed = marker.get("files") if isinstance(marker, dict) else None
+    names = [str(name) for name in listed] if isinstance(listed, list) else list(_LEGACY_WRITTEN)
+    root = out_dir.resolve()
+    paths = [(out_dir / name) for name in names]
+    return [path for path in paths if path.resolve().is_relative_to(root) and path.resolve() != root]
+
+
+def _remove_yaml_under(folder: Path) -> list[Path]:
+    """An older render's manifests/ or helm/: its YAML files (igwlab wrote only those)."""
+    removed = sorted(folder.rglob("*.yaml"))
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
+def _prune_emptied(out_dir: Path, removed: list[Path]) -> None:
+    """Remove the folders the refresh emptied (the removed files' folders, up to `out_dir`), deepest
+    first; a folder that holds anything else stays."""
+    folders = {parent for path in removed for parent in path.parents if out_dir in parent.parents}
+    for folder in sorted(folders, key=lambda d: len(d.parts), reverse=True):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()

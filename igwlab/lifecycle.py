@@ -687,15 +687,43 @@ def diagnose(out: Path | None, env: Environment | None = None) -> Path:
     except DamagedRecordError as error:  # the bundle is for what went wrong: it carries the damaged file
         data, damaged = None, error
     run = Path(data["run"]) if data and isinstance(data.get("run"), str) else latest_run("up")
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = out or Path(f"igwlab-diagnose-{stamp}.tar.gz")
+    default_name = f"igwlab-diagnose-{time.strftime('%Y%m%d-%H%M%S')}.tar.gz"
+    target = out or Path(default_name)
+    if target.is_dir():
+        target = target / default_name  # --out DIR: the usual name inside it
+    # Written beside the target under a temporary name and renamed once complete: an interrupted or
+    # failed diagnose leaves no half archive, and an earlier archive of that name stays until then.
+    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
     try:
-        archive_file = tarfile.open(target, "w:gz")  # noqa: SIM115 - closed by the with below; only opening may fail here
+        target.parent.mkdir(parents=True, exist_ok=True)
+        archive_file = tarfile.open(partial, "w:gz")  # noqa: SIM115 - closed by the with below; only opening may fail here
     except OSError as error:
         raise CannotWriteError(
             f"cannot write {target}: {error.strerror or error}",
             fix="pass --out with a file in a directory you can write, e.g. --out /tmp/igwlab-diagnose.tar.gz",
         ) from None
+    try:
+        _write_diagnose(archive_file, env, data, damaged, run)
+        os.replace(partial, target)
+    except OSError as error:  # the disk filled up, the folder went away...
+        partial.unlink(missing_ok=True)
+        raise CannotWriteError(
+            f"cannot write {target}: {error.strerror or error}",
+            fix="free some space or pass --out with a file in a directory you can write",
+        ) from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _write_diagnose(
+    archive_file: tarfile.TarFile,
+    env: Environment,
+    data: dict[str, Any] | None,
+    damaged: DamagedRecordError | None,
+    run: Path | None,
+) -> None:
     with archive_file as archive:
         if run is not None and run.is_dir():
             archive.add(run, arcname=f"run/{run.name}")
@@ -712,7 +740,6 @@ def diagnose(out: Path | None, env: Environment | None = None) -> Path:
         elif damaged is None:
             notes.append("no lab is recorded as up: only the last run record is included")
         _add_text(archive, "NOTES.txt", "\n".join(notes) + "\n")
-    return target
 
 
 def _add_cluster_dump(archive: tarfile.TarFile, env: Environment, notes: list[str]) -> None:

@@ -142,7 +142,7 @@ CASES: list[tuple[str, int]] = [
     ("render --out {file}", 2),
     ("render --out {dir}", 2),
     ("diagnose --out {file}/d.tgz", 2),
-    ("diagnose --out {dir}", 2),
+    ("diagnose --out {dir}", 0),  # the archive is written into the folder
     ("render --out {long}", 2),
     ("mirror save {file}/m --provider kgateway", 2),
     *((f"mirror check {where} --provider kgateway", 2) for where in ("{file}", "{long}", "{fifo}")),

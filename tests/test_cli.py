@@ -98,6 +98,34 @@ def test_render_out_writes_objects_values_and_release_index(cli: CliRunner, tmp_
     assert not (out / "helm" / "fakellm-pool.values.yaml").exists()
 
 
+def test_render_out_refresh_removes_only_what_the_last_render_wrote(cli: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert invoke(cli, "render", "--lab", "agentgateway-fake-llm", "--out", str(out)).exit_code == 0
+    # The user's own files beside and among the rendered ones (a kustomization, notes, an empty folder).
+    (out / "kustomization.yaml").write_text("resources: []\n")
+    (out / "manifests" / "zz-mine").mkdir()
+    (out / "manifests" / "zz-mine" / "extra.yaml").write_text("kind: ConfigMap\n")
+    (out / "helm" / "NOTES.md").write_text("mine")
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("keep")
+    marker = yaml.safe_load((out / ".igwlab-render").read_text())
+    assert "helm/fakellm-pool.values.yaml" in marker["files"], marker
+    marker["files"] += ["../outside.yaml", str(outside), "."]  # an edited marker removes nothing outside
+    (out / ".igwlab-render").write_text(yaml.safe_dump(marker))
+
+    again = invoke(cli, "render", "--lab", "kgateway-fake-llm", "--out", str(out))
+    assert again.exit_code == 0, again.stderr
+    assert not (out / "helm" / "fakellm-pool.values.yaml").exists()  # the last render's, now stale
+    assert (out / "helm" / "kgateway.values.yaml").is_file()
+    assert (out / "kustomization.yaml").read_text() == "resources: []\n"
+    assert (out / "manifests" / "zz-mine" / "extra.yaml").read_text() == "kind: ConfigMap\n"
+    assert (out / "helm" / "NOTES.md").read_text() == "mine"
+    assert outside.read_text() == "keep"
+    # Folders only the stale files were in are gone too.
+    steps = sorted(d.name for d in (out / "manifests").iterdir())
+    assert all(any(f.suffix == ".yaml" for f in (out / "manifests" / d).iterdir()) for d in steps), steps
+
+
 def test_render_out_refuses_a_foreign_non_empty_directory(cli: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
     result = invoke(cli, "render", "--out", str(tmp_path))

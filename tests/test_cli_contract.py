@@ -8,6 +8,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -646,3 +647,31 @@ def test_redacting_userinfo_keeps_the_rest_of_the_url() -> None:
 
     assert redact_userinfo("at http://u:p@gw:80/x and https://tok@h/") == "at http://***@gw:80/x and https://***@h/"
     assert redact_userinfo("mail a@b.c, see http://gw:80/a@b") == "mail a@b.c, see http://gw:80/a@b"
+
+
+def test_diagnose_into_a_folder_names_the_archive_inside_and_leaves_no_half_archive(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IGWLAB_STATE_DIR", str(tmp_path / "state"))
+    folder = tmp_path / "bundles"
+    folder.mkdir()
+    result = invoke(cli, "diagnose", "--out", str(folder), "--json")
+    assert result.exit_code == 0, result.stderr
+    archive = Path(envelope(result, "diagnose")["data"]["path"])
+    assert archive.parent == folder and archive.name.startswith("igwlab-diagnose-"), archive
+    with tarfile.open(archive) as bundle:
+        assert "NOTES.txt" in bundle.getnames()
+
+    # A diagnose stopped half-way (Ctrl-C) leaves the earlier archive of that name as it was, and no
+    # partial file beside it. Injected: a real interrupt cannot be timed to land mid-archive.
+    target = folder / "lab.tar.gz"
+    target.write_bytes(b"earlier")
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("igwlab.lifecycle._add_text", interrupted)
+    stopped = invoke(cli, "diagnose", "--out", str(target))
+    assert stopped.exit_code != 0
+    assert target.read_bytes() == b"earlier"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([archive.name, "lab.tar.gz"])

@@ -310,9 +310,10 @@ def diagnose(
         typer.Option(
             "--out",
             "-o",
-            help="Archive to write (default: ./igwlab-diagnose-TIMESTAMP.tar.gz).",
-            dir_okay=False,
-            metavar="FILE",
+            help="Archive to write, or a folder to write igwlab-diagnose-TIMESTAMP.tar.gz into (default: that "
+            "name in the current folder). Missing folders are made; an archive of that name is replaced once the "
+            "new one is complete, and an interrupted diagnose leaves nothing behind.",
+            metavar="FILE|DIR",
             show_default=False,
         ),
     ] = None,

@@ -26,7 +26,8 @@ OutOption = Annotated[
         "--out",
         "-o",
         help="Write manifests/NN-step/*.yaml, helm/RELEASE.values.yaml and helm-releases.yaml here "
-        "instead of printing the objects to stdout.",
+        "instead of printing the objects to stdout. A directory an earlier render wrote is refreshed (its "
+        "files replaced, your own files beside them kept); any other non-empty one is refused.",
         show_default=False,
         file_okay=False,
         metavar="DIR",
