@@ -85,6 +85,24 @@ class UpOptions:
     set_context: bool = False
     mirror: Path | None = None  # take CRDs, charts (and on k3d images) only from this mirror directory
 
+    def __post_init__(self) -> None:
+        """Flags of the k3d cluster `up` makes mean nothing with --context (an existing cluster): refused
+        rather than silently ignored."""
+        if self.context is None:
+            return
+        ignored = [
+            flag
+            for flag, given in (("--cluster", self.cluster is not None), ("--set-context", self.set_context))
+            if given
+        ]
+        if ignored:
+            raise UsageError(
+                f"{' and '.join(ignored)} cannot be used with --context",
+                why=f"{' and '.join(ignored)} {'apply' if len(ignored) > 1 else 'applies'} to the k3d cluster `up` "
+                f"creates; with --context igwlab installs into the existing cluster {self.context!r} instead",
+                fix=f"drop {' and '.join(ignored)}, or drop --context to create a k3d cluster",
+            )
+
 
 @dataclass
 class UpResult:

@@ -137,6 +137,12 @@ CASES: list[tuple[str, int]] = [
         )
     ),
     ("sim --host 'not a host'", 2),
+    # flags that would be ignored in this combination
+    ("up --context only --cluster other", 2),
+    ("up --context only --set-context", 2),
+    ("up --dry-run --context only --cluster other --set-context", 2),
+    ("load --url " + CLOSED + " --concurrency 2 --arrival poisson --duration 1s", 2),
+    ("load --url " + CLOSED + " --rps 1 --sheddable-objective batch --duration 1s", 2),
     # places that cannot be written
     ("render --out {file}/sub", 2),
     ("render --out {file}", 2),

@@ -84,8 +84,13 @@ def load(
         ),
     ] = "60s",
     arrival: Annotated[
-        Arrival, typer.Option(help="Open loop: requests evenly spaced, or a Poisson process of the same mean rate.")
-    ] = Arrival.constant,
+        Arrival | None,
+        typer.Option(
+            help="Open loop (--rps) only: requests evenly spaced, or a Poisson process of the same mean rate. "
+            "(default: constant)",
+            show_default=False,
+        ),
+    ] = None,
     prefixes: Annotated[
         int,
         typer.Option(
@@ -142,8 +147,14 @@ def load(
         ),
     ] = 0.0,
     sheddable_objective: Annotated[
-        str, typer.Option(help="Objective name sheddable requests carry.", metavar="NAME", callback=text)
-    ] = "sheddable",
+        str | None,
+        typer.Option(
+            help="Objective name sheddable requests carry, with --sheddable (default: sheddable).",
+            metavar="NAME",
+            callback=text,
+            show_default=False,
+        ),
+    ] = None,
     timeout: Annotated[
         float,
         typer.Option(help="Seconds per request (0.1 to 3600).", min=0.1, max=3600, metavar="SECONDS", callback=finite),
@@ -194,7 +205,7 @@ def load(
         duration_s=parse_duration(duration),
         rps=parse_rates(rps) if rps is not None else None,
         concurrency=parse_counts(concurrency) if concurrency is not None else None,
-        arrival=arrival.value,
+        arrival=arrival.value if arrival is not None else None,
         prefixes=prefixes,
         prompt_tokens=prompt_tokens,
         max_tokens=max_tokens,

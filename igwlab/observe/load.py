@@ -99,14 +99,14 @@ class LoadOptions:
     duration_s: float = 60.0
     rps: tuple[float, ...] | None = None
     concurrency: tuple[int, ...] | None = None
-    arrival: Arrival = "constant"
+    arrival: Arrival | None = None  # open loop only; None: "constant"
     prefixes: int = 0
     prompt_tokens: int = 256
     max_tokens: int = 16
     stream: bool = True
     include_usage: bool = True
     sheddable_share: float = 0.0
-    sheddable_objective: str = "sheddable"
+    sheddable_objective: str | None = None  # None: "sheddable"; given, it needs sheddable_share > 0
     critical_objective: str | None = None
     timeout_s: float = 60.0
     seed: int | None = None
@@ -135,10 +135,22 @@ class LoadOptions:
             raise UsageError(f"--rps must be more than 0 and at most {MAX_RPS:.0f}")
         if self.concurrency is not None and not all(0 < c <= MAX_CONCURRENCY for c in self.concurrency):
             raise UsageError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
-        if self.arrival not in ARRIVALS:
+        if self.arrival is not None and self.arrival not in ARRIVALS:
             raise UsageError(f"--arrival must be one of {', '.join(ARRIVALS)}")
+        if self.arrival is not None and self.concurrency is not None:
+            raise UsageError(
+                "--arrival applies to open-loop load (--rps), not to --concurrency",
+                why="closed-loop load sends each request when one in flight ends: there is no arrival process",
+                fix="drop --arrival, or use --rps RATE with --arrival poisson",
+            )
         if not 0 <= self.sheddable_share <= 1:
             raise UsageError("--sheddable must be a share between 0 and 1")
+        if self.sheddable_objective is not None and self.sheddable_share == 0:
+            raise UsageError(
+                "--sheddable-objective needs --sheddable",
+                why="it names the objective of the sheddable share of requests, and --sheddable 0 sends none",
+                fix="add --sheddable SHARE (e.g. --sheddable 0.3), or drop --sheddable-objective",
+            )
         if self.prefixes < 0 or self.prompt_tokens < 1 or self.max_tokens < 1:
             raise UsageError("--prefixes must be 0 or more, --prompt-tokens and --max-tokens at least 1")
         if self.workers is not None and not 1 <= self.workers <= MAX_WORKERS:
@@ -155,7 +167,7 @@ class LoadOptions:
     def stages(self) -> list[StagePlan]:
         if self.rps is not None:
             return [
-                StagePlan(number=n, duration_s=self.duration_s, rps=r, arrival=self.arrival)
+                StagePlan(number=n, duration_s=self.duration_s, rps=r, arrival=self.arrival or "constant")
                 for n, r in enumerate(self.rps, 1)
             ]
         assert self.concurrency is not None
@@ -203,7 +215,7 @@ def worker_setups(options: LoadOptions, seed: int) -> list[WorkerSetup]:
             prompt_tokens=options.prompt_tokens,
             max_tokens=options.max_tokens,
             sheddable_share=options.sheddable_share,
-            sheddable_objective=options.sheddable_objective,
+            sheddable_objective=options.sheddable_objective or "sheddable",
             critical_objective=options.critical_objective,
         )
         for index in range(count)
@@ -225,7 +237,7 @@ def run_load(options: LoadOptions, progress: Progress | None = None) -> LoadRepo
         url=options.url,
         model=options.model,
         mode=options.mode,
-        arrival=options.arrival if options.rps is not None else None,
+        arrival=(options.arrival or "constant") if options.rps is not None else None,
         workers=len(setups),
         seed=seed,
         slo=options.slo,
