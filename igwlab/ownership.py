@@ -8,7 +8,9 @@ a cluster) and lands in one of two sets the lab's record (current.json, field `o
 
 - `created`: `up` made it, or changed it (a release it installed or upgraded, a CRD bundle it applied),
   or it carries the lab's labels (`app.kubernetes.io/managed-by: igwlab`, `igwlab.dev/lab: LAB`) from an
-  earlier `up` of the same lab. `teardown` removes it.
+  earlier `up` of the same lab: objects and namespaces as Kubernetes labels, Helm releases as release
+  labels (`helm upgrade --labels`, Helm 3.13+; `helm list --selector` finds them), so a lab whose record
+  was lost is still known as the lab's. `teardown` removes it.
 - `found`: it was there before and `up` left it alone (a step skipped as already done), or it is a
   labelled kind without the lab's labels: the user's. `teardown` leaves it and says so.
 

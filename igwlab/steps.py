@@ -21,7 +21,7 @@ from igwlab.crds import CRD_API
 from igwlab.deletion import is_terminating, wait_crds_gone, wait_namespaces_gone
 from igwlab.errors import IgwlabError, StepTimeoutError
 from igwlab.mirror import Sources, normalize_image
-from igwlab.ownership import Ownership, cluster_ref, lab_labels, object_ref, release_ref
+from igwlab.ownership import LAB_LABEL, Ownership, cluster_ref, lab_labels, object_ref, release_ref
 from igwlab.plan import Plan, Step
 from igwlab.records import RunRecord, private_file
 from igwlab.render import HelmRelease, Rendered, to_yaml
@@ -197,7 +197,14 @@ class StepAction:
         if kind == "helm":
             for summary in self.step.releases:
                 self._observe_namespace(summary["namespace"])
-            self._keep(release_ref(r["namespace"], r["release"]) for r in self.step.releases)
+                ref = release_ref(summary["namespace"], summary["release"])
+                if self.ctx.ownership is not None and not self.ctx.ownership.knows(ref):
+                    # First sight (a fresh record: the lab's record was lost, or the release is the user's):
+                    # the labels `up` installs releases with say whether it is the lab's.
+                    if self._release_labelled(summary):
+                        self._claim([ref])
+                    else:
+                        self._keep([ref])
         if kind == "crds" and self.ctx.ownership is not None:
             self._keep(self._crd_refs(present_only=True))
         return True
@@ -359,6 +366,9 @@ class StepAction:
                 "--create-namespace",
                 "--values",
                 str(values_file),
+                # Stored with the release: a later `up` whose record was lost still knows it is the lab's.
+                "--labels",
+                ",".join(f"{key}={value}" for key, value in lab_labels(self.ctx.resolved.lab.name).items()),
                 *self.ctx.helm_target(),
             ]
             self.ctx.tools.run(
@@ -410,6 +420,29 @@ class StepAction:
             and str(row.get("chart", "")).endswith((f"-{version}", f"-v{version}"))
             for row in rows
         )
+
+    def _release_labelled(self, summary: dict[str, Any]) -> bool:
+        """Whether the release carries the lab's label (`helm upgrade --labels`, stored with the release)."""
+        result = self.ctx.tools.run(
+            [
+                "helm",
+                "list",
+                "--namespace",
+                summary["namespace"],
+                "--selector",
+                f"{LAB_LABEL}={self.ctx.resolved.lab.name}",
+                "--output",
+                "json",
+                *self.ctx.helm_target(),
+            ],
+            timeout=60,
+            check=False,
+        )
+        try:
+            rows = json.loads(result.stdout or "[]") if result.returncode == 0 else []
+        except json.JSONDecodeError:
+            return False
+        return any(isinstance(row, dict) and row.get("name") == summary["release"] for row in rows)
 
     def _objects_exist(self) -> bool:
         """Whether every object of the step exists; each one's first sight is recorded (absent or

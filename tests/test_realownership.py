@@ -115,6 +115,37 @@ def test_what_up_found_already_there_stays_after_teardown(real_mirror: Path, tmp
         assert not left, f"teardown left what up made: {sorted(left)}"
 
 
+def test_a_lab_whose_record_was_lost_is_taken_back_whole_by_up_and_removed_by_teardown(
+    real_mirror: Path, tmp_path: Path
+) -> None:
+    """The state directory lost (another machine, a wiped home): `up` again finds every step done. What
+    it made carries its marks — objects and namespaces their labels, Helm releases the labels `up`
+    installs them with — so it is the lab's again, and `teardown` removes all of it."""
+    with RealLab.start(tmp_path, real_mirror) as lab:
+        before = lab.inventory()
+        up = lab.igwlab("up", "--lab", LAB, "--timeout", "180", "--json")
+        assert up.returncode == 0, up.output + lab.diagnostics()
+        made = _record(lab)["ownership"]
+        (lab.state_dir / "current.json").unlink()
+
+        again = lab.igwlab("up", "--lab", LAB, "--json")
+        assert again.returncode == 0, again.output
+        assert set(_steps(again).values()) <= {"skipped", "done"}, _steps(again)
+        ownership = _record(lab)["ownership"]
+        assert isinstance(ownership, dict) and isinstance(made, dict)
+        releases = {ref for ref in made["created"] if ref.startswith("helm:")}
+        assert releases and releases <= set(ownership["created"]), ownership
+        assert not ownership["found"], ownership
+
+        down = lab.run("teardown", "--yes", "--json")
+        assert down.returncode == 0, down.output
+        assert down.json()["data"]["kept"] == [], down.output
+        assert lab.releases() == []
+        provider_made = ("CustomResourceDefinition//", "GatewayClass//")  # stay without --crds; the controller's
+        left = {r for r in lab.inventory() - before if not r.startswith(provider_made)}
+        assert not left, f"teardown left what up made: {sorted(left)}"
+
+
 def test_up_of_another_lab_while_one_is_recorded_refuses_before_changing_anything(
     real_mirror: Path, tmp_path: Path
 ) -> None:

@@ -189,7 +189,7 @@ elif TOOL == "helm":
         print(config.get("helm_version", "v3.16.2+g13654a5"))
     elif argv[:1] == ["upgrade"] and "--install" in argv:
         valued = {{"--version", "--namespace", "-n", "--values", "-f", "--repo", "--kubeconfig", "--kube-context",
-                  "--timeout"}}
+                  "--timeout", "--labels"}}
         positional, skip = [], False
         for arg in argv[1:]:
             if skip:
@@ -218,6 +218,8 @@ elif TOOL == "helm":
             "package": positional[1] if positional[1].endswith(".tgz") else None,
             "repo": flag("--repo"), "values": Path(values).read_text() if values else "",
             "revision": releases.get(f"{{namespace}}/{{name}}", {{}}).get("revision", 0) + 1,
+            "labels": {{**releases.get(f"{{namespace}}/{{name}}", {{}}).get("labels", {{}}),
+                       **dict(kv.split("=", 1) for kv in (flag("--labels") or "").split(",") if "=" in kv)}},
         }}
         save("helm.json", releases)
         print(f'Release "{{name}}" has been upgraded. Happy Helming!')
@@ -227,6 +229,12 @@ elif TOOL == "helm":
                  "chart": r["chart"].rstrip("/").split("/")[-1] + "-" + r["version"],
                  "app_version": r["version"]}}
                 for r in releases.values() if namespace in (None, r["namespace"]) or "-A" in argv]
+        selector = flag("--selector") or flag("-l")
+        if selector:
+            wanted = dict(kv.split("=", 1) for kv in selector.split(","))
+            labelled = {{(r["namespace"], r["name"]) for r in releases.values()
+                        if all(r.get("labels", {{}}).get(k) == v for k, v in wanted.items())}}
+            rows = [row for row in rows if (row["namespace"], row["name"]) in labelled]
         print(json.dumps(rows))
     elif argv[:1] == ["uninstall"]:
         namespace = flag("--namespace") or flag("-n") or "default"
