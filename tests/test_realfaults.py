@@ -11,6 +11,7 @@ which `hold` keeps from ever programming the Gateway.
 from __future__ import annotations
 
 import json
+import subprocess
 import tarfile
 import time
 from collections.abc import Callable
@@ -106,6 +107,59 @@ def test_the_api_server_going_away_mid_up_ends_it_clearly_and_a_rerun_resumes(
         assert steps["workload"] == steps["pool"] == steps["gateway"] == "skipped", steps
         # The route is done by whichever comes first: the stand-in let go, or this run's wait.
         assert steps["route"] in ("done", "skipped") and steps["warmup"] == "done", steps
+
+
+# -- a kubeconfig that does not fit the API server ------------------------------------------------------
+
+
+def test_a_kubeconfig_that_does_not_fit_the_api_server_is_named_for_what_it_is(
+    real_binaries: None, tmp_path: Path
+) -> None:
+    """The real client against a real API server (and a plain HTTP server) on loopback: a certificate
+    the kubeconfig's authority does not vouch for, an address that does not speak TLS, and a port nobody
+    listens on are each named as such (exit 3) with a fix that fits, said once, not as "does not answer"."""
+    import http.server
+    import socket
+    import sys
+    import threading
+    import uuid
+
+    from kwokcluster import KwokCluster
+
+    cluster = KwokCluster.create(f"igwlab-tls-{uuid.uuid4().hex[:6]}", tmp_path / "kwok", nodes=0)
+    plain = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=plain.serve_forever, daemon=True).start()
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        closed_port = closed.getsockname()[1]
+    try:
+        config = yaml.safe_load(cluster.kubeconfig.read_text(encoding="utf-8"))
+        entry = next(c for c in config["clusters"] if c["name"] == next(
+            x["context"]["cluster"] for x in config["contexts"] if x["name"] == cluster.context))  # fmt: skip
+        entry["cluster"].pop("certificate-authority", None)
+        entry["cluster"].pop("certificate-authority-data", None)
+        cases = {
+            "untrusted": (entry["cluster"]["server"], "certificate is not one the kubeconfig's certificate authority"),
+            "plain-http": (f"https://127.0.0.1:{plain.server_address[1]}", "does not speak TLS"),
+            "closed": (f"https://127.0.0.1:{closed_port}", "nothing accepts connections at the API server"),
+        }
+        for name, (server, said) in cases.items():
+            entry["cluster"]["server"] = server
+            kubeconfig = tmp_path / f"kubeconfig-{name}"
+            kubeconfig.write_text(yaml.safe_dump(config), encoding="utf-8")
+            env = {**cluster.env, "KUBECONFIG": str(kubeconfig), "IGWLAB_STATE_DIR": str(tmp_path / "state")}
+            for command in (["doctor", "--context", cluster.context], ["up", "--context", cluster.context]):
+                done = subprocess.run(
+                    [sys.executable, "-m", "igwlab", *command, "--json"],
+                    env=env, capture_output=True, text=True, timeout=300, check=False,
+                )  # fmt: skip
+                result = Result(["igwlab", *command], done.returncode, done.stdout, done.stderr)
+                error = failure(result, PREREQUISITES_EXIT)
+                assert said in error["message"], (name, error)
+                assert "does not answer" not in error["text"] and "Error:" not in error["text"], (name, error)
+    finally:
+        plain.shutdown()
+        cluster.delete()
 
 
 # -- pods that never get Ready -------------------------------------------------------------------------

@@ -122,6 +122,8 @@ def _body_words(body: object) -> str:
 def explain_kube_error(error: BaseException, context: str | None, where: str | None = None) -> str:
     """What went wrong reaching a cluster, in a user's terms: a missing context is not a dead API server,
     and a host that does not resolve is not a refused connection. `where` names the cluster in the message."""
+    if isinstance(error, IgwlabError):  # explained already, where the request failed
+        return error.what
     text = str(error)
     where = where or (f"context {context}" if context else "the current context")
     if "Expected object with name" in text and "contexts" in text:
@@ -134,6 +136,9 @@ def explain_kube_error(error: BaseException, context: str | None, where: str | N
         return f"the API server of {where}{server} does not resolve: check the server address in the kubeconfig"
     if "Connection refused" in text:
         return f"nothing accepts connections at the API server of {where}{server}"
+    tls = tls_problem(text)
+    if tls is not None:
+        return f"the API server of {where}{server}: {tls[0]}"
     if "Read timed out" in text:
         return f"the API server of {where}{server} did not answer within {REQUEST_TIMEOUT[1]:.0f}s"
     if "timed out" in text.lower() and "connect" in text.lower():
@@ -143,6 +148,34 @@ def explain_kube_error(error: BaseException, context: str | None, where: str | N
         reason = getattr(error, "reason", "")
         return f"the API server of {where} refuses the kubeconfig's credentials ({status} {reason})"
     return f"the API server of {where} does not answer: {api_error_line(error, 200)}"
+
+
+def tls_problem(text: str) -> tuple[str, str] | None:
+    """(what, fix) when the client's error text says TLS with the API server failed, else None: a
+    certificate the kubeconfig's certificate authority does not vouch for (a kubeconfig of another or a
+    re-created cluster), or no TLS at all at that address (not an API server)."""
+    import re
+
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        said = re.search(r"certificate verify failed: ([^(]+?)\s*\(_ssl", text)
+        detail = f" ({said.group(1).strip()})" if said else ""
+        return (
+            f"its certificate is not one the kubeconfig's certificate authority vouches for{detail}",
+            "the kubeconfig's certificate-authority-data is of another cluster, or the cluster was made anew: "
+            "fetch its kubeconfig again (k3d: `k3d kubeconfig get NAME`)",
+        )
+    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text or "record layer failure" in text:
+        return (
+            "what answers there does not speak TLS (an https:// address where a plain HTTP server listens?)",
+            "check the server address in the kubeconfig: the API server's https:// host and port",
+        )
+    if "SSLError" in text or "[SSL" in text:
+        said = re.search(r"\[SSL[^\]]*\][^(']*", text)
+        return (
+            f"TLS failed: {said.group(0).strip() if said else 'the handshake did not complete'}",
+            "check the server address and the certificate data of the context in the kubeconfig",
+        )
+    return None
 
 
 def unreachable(error: BaseException) -> bool:
@@ -259,6 +292,13 @@ def _bound_requests(api_client: Any, context: str | None, where: str | None) -> 
         try:
             return send(*args, _request_timeout=_request_timeout or REQUEST_TIMEOUT, **kwargs)
         except urllib3.exceptions.HTTPError as error:
+            tls = tls_problem(str(error))
+            if tls is not None:
+                raise ClusterUnreachableError(
+                    explain_kube_error(error, context, where),
+                    why="igwlab talks to the API server over TLS with the kubeconfig's certificate data",
+                    fix=tls[1],
+                ) from None
             raise ClusterUnreachableError(
                 explain_kube_error(error, context, where),
                 why="a hung, overloaded or stopped API server, or a network between here and it that drops connections",
