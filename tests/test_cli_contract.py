@@ -675,3 +675,31 @@ def test_diagnose_into_a_folder_names_the_archive_inside_and_leaves_no_half_arch
     assert stopped.exit_code != 0
     assert target.read_bytes() == b"earlier"
     assert sorted(p.name for p in folder.iterdir()) == sorted([archive.name, "lab.tar.gz"])
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        ("not: [yaml\n", "is not YAML"),
+        ("", "cannot be used: Invalid kube-config"),
+        (None, "cannot read the kubeconfig"),  # a directory
+        ("missing", "does not exist"),
+    ],
+    ids=["not-yaml", "empty", "directory", "missing"],
+)
+def test_a_kubeconfig_that_cannot_be_read_is_named_as_such(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str | None, said: str
+) -> None:
+    # The real Kubernetes client reading a real file: no cluster is reached, none is needed.
+    kubeconfig = tmp_path / "kubeconfig"
+    if content is None:
+        kubeconfig.mkdir()
+    elif content != "missing":
+        kubeconfig.write_text(content)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("IGWLAB_STATE_DIR", str(tmp_path / "state"))
+    result = invoke(cli, "doctor", "--context", "x", "--json")
+    assert result.exit_code == ExitCode.PREREQUISITES, result.stderr
+    cluster = next(f for f in envelope(result, "doctor")["data"]["findings"] if f["name"] == "cluster")
+    assert said in cluster["detail"] and str(kubeconfig) in cluster["detail"], cluster
+    assert "does not answer" not in cluster["detail"], cluster

@@ -150,6 +150,23 @@ def explain_kube_error(error: BaseException, context: str | None, where: str | N
     return f"the API server of {where} does not answer: {api_error_line(error, 200)}"
 
 
+def kubeconfig_problem(error: BaseException, config_file: str | None, context: str | None) -> str:
+    """What is wrong with the kubeconfig the client could not load (one line): a context it lacks, or a
+    file that cannot be read or is not a kubeconfig."""
+    text = " ".join(str(error).split())
+    path = config_file or "~/.kube/config"
+    if "Expected object with name" in text and "contexts" in text:
+        return f"no context {context} in your kubeconfig; contexts: {', '.join(kubeconfig_contexts()) or 'none'}"
+    if config_file and os.pathsep not in config_file and not os.path.lexists(config_file):
+        return f"the kubeconfig {path} does not exist"
+    if isinstance(error, OSError):
+        return f"cannot read the kubeconfig {path}: {error.strerror or text}"
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if "YAMLError" in names:
+        return f"the kubeconfig {path} is not YAML: {text[:200]}"
+    return f"the kubeconfig {path} cannot be used: {text[:200]}"
+
+
 def tls_problem(text: str) -> tuple[str, str] | None:
     """(what, fix) when the client's error text says TLS with the API server failed, else None: a
     certificate the kubeconfig's certificate authority does not vouch for (a kubeconfig of another or a
@@ -324,9 +341,17 @@ class KubernetesApi:
         configuration.retries = Retry(
             total=CONNECT_RETRIES, connect=CONNECT_RETRIES, read=0, status=0, backoff_factor=0.5, raise_on_status=False
         )
-        api_client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=config_file, context=context, client_configuration=configuration
-        )
+        try:
+            api_client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=config_file, context=context, client_configuration=configuration
+            )
+        except Exception as error:  # the kubeconfig: unreadable, not YAML, no such context, no credentials
+            raise ClusterUnreachableError(
+                kubeconfig_problem(error, config_file, context),
+                why="igwlab reaches the cluster with the kubeconfig's server address and credentials",
+                fix="`kubectl config view` shows what the kubeconfig holds and `kubectl config get-contexts` its "
+                "contexts; KUBECONFIG names the file, else ~/.kube/config",
+            ) from None
         _bound_requests(api_client, context, None if context or not kubeconfig else f"the cluster of {kubeconfig}")
         self._dynamic = DynamicClient(  # type: ignore[no-untyped-call]
             api_client,
