@@ -115,12 +115,13 @@ def run_doctor(
     context: str | None = None,
     kube_reachable: bool | None = None,
     kube_problem: str | None = None,
+    kube_fix: str | None = None,
     open_kube: Callable[[], KubeApi] | None = None,
 ) -> DoctorReport:
     """Every check, in order; one that does not apply or cannot run is `skip` with the reason.
-    `kube_problem` says why the context's cluster does not answer; `open_kube` reaches the cluster the
-    lab will use when it exists already (the context's, or a k3d cluster being reused), for the checks of
-    what is on it."""
+    `kube_problem` says why the context's cluster does not answer (`kube_fix`: what to do, when known);
+    `open_kube` reaches the cluster the lab will use when it exists already (the context's, or a k3d
+    cluster being reused), for the checks of what is on it."""
     report = DoctorReport(lab=resolved.lab.name, mode="context" if context else "k3d")
     needs = LabNeeds.of(resolved)
     add = report.findings.append
@@ -148,7 +149,9 @@ def run_doctor(
                     "cluster",
                     "fail",
                     kube_problem or f"the API server of context {context} does not answer",
-                    f"check `kubectl --context {context} get nodes`; `kubectl config get-contexts` lists the contexts",
+                    kube_fix
+                    or f"check `kubectl --context {context} get nodes`; `kubectl config get-contexts` lists the "
+                    "contexts",
                 )
             )
         if kube_reachable and open_kube is not None:

@@ -144,14 +144,17 @@ def prerequisites_error(doctor: DoctorReport, *, dry_run: bool = False) -> Prere
     )
 
 
-def context_problem(env: Environment, context: str) -> str | None:
-    """None when the API server of `context` answers; else what is wrong (no such context, no DNS, refused)."""
+def context_problem(env: Environment, context: str) -> tuple[str, str | None] | None:
+    """None when the API server of `context` answers; else what is wrong (no such context, no DNS, refused,
+    a certificate or scheme that does not fit) and, where igwlab knows one that fits, what to do."""
     try:
         env.kube_factory(None, context).list_objects("v1", "Namespace")
+    except IgwlabError as error:
+        return error.what, error.fix
     except Exception as error:
         from igwlab.tools.kube import explain_kube_error
 
-        return explain_kube_error(error, context)
+        return explain_kube_error(error, context), None
     return None
 
 
@@ -180,7 +183,8 @@ def check_prerequisites(
         tools,
         context=context,
         kube_reachable=problem is None if context else None,
-        kube_problem=problem,
+        kube_problem=problem[0] if problem else None,
+        kube_fix=problem[1] if problem else None,
         open_kube=open_kube,
     )
 

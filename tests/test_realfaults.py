@@ -117,7 +117,8 @@ def test_a_kubeconfig_that_does_not_fit_the_api_server_is_named_for_what_it_is(
 ) -> None:
     """The real client against a real API server (and a plain HTTP server) on loopback: a certificate
     the kubeconfig's authority does not vouch for, an address that does not speak TLS, and a port nobody
-    listens on are each named as such (exit 3) with a fix that fits, said once, not as "does not answer"."""
+    listens on, and http:// where the API server speaks TLS are each named as such (exit 3) with a fix that
+    fits, said once, not as "does not answer"."""
     import http.server
     import socket
     import sys
@@ -138,12 +139,29 @@ def test_a_kubeconfig_that_does_not_fit_the_api_server_is_named_for_what_it_is(
             x["context"]["cluster"] for x in config["contexts"] if x["name"] == cluster.context))  # fmt: skip
         entry["cluster"].pop("certificate-authority", None)
         entry["cluster"].pop("certificate-authority-data", None)
-        cases = {
-            "untrusted": (entry["cluster"]["server"], "certificate is not one the kubeconfig's certificate authority"),
-            "plain-http": (f"https://127.0.0.1:{plain.server_address[1]}", "does not speak TLS"),
-            "closed": (f"https://127.0.0.1:{closed_port}", "nothing accepts connections at the API server"),
+        cases = {  # what the message says, what the fix says
+            "untrusted": (
+                entry["cluster"]["server"],
+                "certificate is not one the kubeconfig's certificate authority",
+                "fetch its kubeconfig again",
+            ),
+            "plain-http": (
+                f"https://127.0.0.1:{plain.server_address[1]}",
+                "does not speak TLS",
+                "check the server address in the kubeconfig",
+            ),
+            "closed": (
+                f"https://127.0.0.1:{closed_port}",
+                "nothing accepts connections at the API server",
+                "is the cluster up?",
+            ),
+            "http-scheme": (
+                entry["cluster"]["server"].replace("https://", "http://"),
+                "speaks TLS, and the kubeconfig's server address is http://",
+                "with https://",
+            ),
         }
-        for name, (server, said) in cases.items():
+        for name, (server, said, fix) in cases.items():
             entry["cluster"]["server"] = server
             kubeconfig = tmp_path / f"kubeconfig-{name}"
             kubeconfig.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -155,7 +173,7 @@ def test_a_kubeconfig_that_does_not_fit_the_api_server_is_named_for_what_it_is(
                 )  # fmt: skip
                 result = Result(["igwlab", *command], done.returncode, done.stdout, done.stderr)
                 error = failure(result, PREREQUISITES_EXIT)
-                assert said in error["message"], (name, error)
+                assert said in error["message"] and fix in error["hint"], (name, error)
                 assert "does not answer" not in error["text"] and "Error:" not in error["text"], (name, error)
     finally:
         plain.shutdown()

@@ -25,6 +25,7 @@ REQUEST_TIMEOUT = (10.0, 30.0)
 # Connection attempts (a restarting API server refuses for a moment), 0.5 s, 1 s, 2 s apart; a request
 # sent but not answered is not repeated (an apply may have happened).
 CONNECT_RETRIES = 3
+PLAIN_HTTP_TO_TLS = "Client sent an HTTP request to an HTTPS server"
 
 
 class KubeApi(Protocol):
@@ -305,9 +306,25 @@ def _bound_requests(api_client: Any, context: str | None, where: str | None) -> 
     rest = api_client.rest_client
     send = rest.request
 
+    from kubernetes.client.exceptions import ApiException
+
+    def plain_http_to_tls(status: object, body: object) -> None:
+        # Go's TLS server answers a plain-HTTP request with 400 and these words: the kubeconfig says
+        # http:// where the API server speaks https://. It is no answer about any object.
+        if status == 400 and PLAIN_HTTP_TO_TLS in _body_words(body):
+            raise ClusterUnreachableError(
+                f"the API server of {where or (f'context {context}' if context else 'the current context')} "
+                f"({api_client.configuration.host}) speaks TLS, and the kubeconfig's server address is http://",
+                why="Kubernetes API servers serve HTTPS only",
+                fix="write the server address in the kubeconfig with https:// (`kubectl config view` shows it)",
+            )
+
     def request(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
         try:
-            return send(*args, _request_timeout=_request_timeout or REQUEST_TIMEOUT, **kwargs)
+            response = send(*args, _request_timeout=_request_timeout or REQUEST_TIMEOUT, **kwargs)
+        except ApiException as error:  # clients that raise for the status here
+            plain_http_to_tls(error.status, error.body)
+            raise
         except urllib3.exceptions.HTTPError as error:
             tls = tls_problem(str(error))
             if tls is not None:
@@ -322,6 +339,9 @@ def _bound_requests(api_client: Any, context: str | None, where: str | None) -> 
                 fix="is the cluster up? (`kubectl cluster-info`); once it answers, run the same igwlab command "
                 "again: `igwlab up` continues where it stopped",
             ) from error
+        if getattr(response, "status", None) == 400 and callable(getattr(response, "read", None)):
+            plain_http_to_tls(400, response.read())  # clients that raise later, on the answer (kept once read)
+        return response
 
     rest.request = request
 
