@@ -292,9 +292,10 @@ def test_a_missing_context_is_named_with_the_contexts_there_are(
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "lab-a")
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     missing = context_problem(Environment(), "lab-b")
-    assert missing == "no context lab-b in your kubeconfig; contexts: lab-a"
+    assert missing is not None and missing[0] == "no context lab-b in your kubeconfig; contexts: lab-a"
+    assert "kubectl config get-contexts" in (missing[1] or ""), missing
     refused = context_problem(Environment(), "lab-a")
-    assert refused is not None and "nothing accepts connections" in refused and "127.0.0.1:9" in refused
+    assert refused is not None and "nothing accepts connections" in refused[0] and "127.0.0.1:9" in refused[0]
 
 
 def test_the_kube_error_names_a_host_that_does_not_resolve() -> None:
