@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import threading
 import time
@@ -21,7 +22,15 @@ from igwlab.crds import CRD_API
 from igwlab.deletion import is_terminating, wait_crds_gone, wait_namespaces_gone
 from igwlab.errors import IgwlabError, StepTimeoutError
 from igwlab.mirror import Sources, normalize_image
-from igwlab.ownership import LAB_LABEL, Ownership, cluster_ref, lab_labels, object_ref, release_ref
+from igwlab.ownership import (
+    LAB_LABEL,
+    Ownership,
+    carries_lab_labels,
+    cluster_ref,
+    lab_labels,
+    object_ref,
+    release_ref,
+)
 from igwlab.plan import Plan, Step
 from igwlab.records import RunRecord, private_file
 from igwlab.render import HelmRelease, Rendered, to_yaml
@@ -206,7 +215,17 @@ class StepAction:
                     else:
                         self._keep([ref])
         if kind == "crds" and self.ctx.ownership is not None:
-            self._keep(self._crd_refs(present_only=True))
+            # First sight: the lab's labels (put on by an earlier `up` of this lab that applied them) say
+            # they are the lab's, though its record was lost; without them they were there before: found.
+            kube = self.ctx.kube()
+            for api_version, kind_, name in self._crd_objects(present_only=True):
+                ref = object_ref(kind_, name)
+                if not self.ctx.ownership.knows(ref):
+                    live = kube.get(api_version, kind_, name)
+                    if carries_lab_labels(live, self.ctx.resolved.lab.name):
+                        self._claim([ref])
+                    else:
+                        self._keep([ref])
         return True
 
     def _keep(self, refs: Any) -> None:
@@ -227,14 +246,18 @@ class StepAction:
             self._observe(ref, self.ctx.kube().get("v1", "Namespace", namespace))
 
     def _crd_refs(self, present_only: bool = False) -> list[str]:
-        """The step's CRDs and the admission objects their bundle applies beside them (`present_only`:
-        those admission objects that exist; the CRDs of a step found done all do)."""
-        refs = [object_ref("CustomResourceDefinition", name) for name in self.step.crds]
+        return [object_ref(kind, name) for _, kind, name in self._crd_objects(present_only)]
+
+    def _crd_objects(self, present_only: bool = False) -> list[tuple[str, str, str]]:
+        """(apiVersion, kind, name) of the step's CRDs and of the admission objects their bundle applies
+        beside them (`present_only`: those admission objects that exist; the CRDs of a step found done
+        all do)."""
+        found = [(CRD_API, "CustomResourceDefinition", name) for name in self.step.crds]
         bundle = next((b for b in self.ctx.rendered.crd_bundles if b.step == self.step.id), None)
         for api_version, kind, name in bundle.admission if bundle else ():
             if not present_only or self.ctx.kube().get(api_version, kind, name) is not None:
-                refs.append(object_ref(kind, name))
-        return refs
+                found.append((api_version, kind, name))
+        return found
 
     def apply(self) -> None:
         handler = {
@@ -345,6 +368,10 @@ class StepAction:
             for document in yamlio.load_all(self.ctx.crds_text(url)):
                 if document:
                     self._check_cancel()
+                    # The lab's labels beside upstream's: a later `up` of this lab knows them as its own
+                    # even if its record is lost (ownership.py).
+                    labels = document.setdefault("metadata", {}).setdefault("labels", {}) or {}
+                    document["metadata"]["labels"] = {**labels, **lab_labels(self.ctx.resolved.lab.name)}
                     kube.apply(document)
 
     def _apply_helm(self) -> None:
@@ -352,6 +379,7 @@ class StepAction:
         for summary in self.step.releases:
             release = by_name[summary["release"]]
             self._ensure_release_namespace(release.namespace)
+            self._recover_interrupted(summary)
             self._claim([release_ref(release.namespace, release.name)])  # installed or upgraded: the lab's
             values_file = self._values_path(release.values_file)
             values_file.write_text(to_yaml(release.values) if release.values else "{}\n", encoding="utf-8")
@@ -420,6 +448,64 @@ class StepAction:
             and str(row.get("chart", "")).endswith((f"-{version}", f"-v{version}"))
             for row in rows
         )
+
+    def _helm_rows(self, summary: dict[str, Any], *extra: str) -> list[dict[str, Any]]:
+        """`helm list --all` rows of this release (any state, pending ones too), `extra` flags added."""
+        result = self.ctx.tools.run(
+            [
+                "helm",
+                "list",
+                "--namespace",
+                summary["namespace"],
+                "--all",
+                "--filter",
+                f"^{re.escape(summary['release'])}$",
+                *extra,
+                "--output",
+                "json",
+                *self.ctx.helm_target(),
+            ],
+            timeout=60,
+            check=False,
+        )
+        try:
+            rows = json.loads(result.stdout or "[]") if result.returncode == 0 else []
+        except json.JSONDecodeError:
+            return []
+        return [row for row in rows if isinstance(row, dict) and row.get("name") == summary["release"]]
+
+    def _recover_interrupted(self, summary: dict[str, Any]) -> None:
+        """A release left `pending-install`/`-upgrade`/`-rollback` (helm stopped mid-way: Ctrl-C, a lost
+        connection) refuses every further install or upgrade ("another operation is in progress"). The
+        lab's own is put back first: a pending install uninstalled, a pending upgrade or rollback rolled
+        back to its last revision; one that is not the lab's is named, and left as it is."""
+        name, namespace = summary["release"], summary["namespace"]
+        status = next((str(row.get("status")) for row in self._helm_rows(summary)), "")
+        if not status.startswith("pending-"):
+            return
+        ref = release_ref(namespace, name)
+        ownership = self.ctx.ownership
+        mine = (
+            ownership is None
+            or ownership.is_created(ref)
+            or (not ownership.knows(ref) and bool(self._helm_rows(summary, "--selector", self._lab_selector())))
+        )
+        if not mine:
+            raise IgwlabError(
+                f"Helm release {namespace}/{name} is {status}: an install or upgrade of it stopped mid-way",
+                why="helm refuses to change a release while it is pending, and this one is not the lab's to undo",
+                fix=f"`helm history {name} -n {namespace}` shows what was interrupted; `helm rollback {name} -n "
+                f"{namespace}` (or `helm uninstall` for a pending install), then run `igwlab up` again",
+            )
+        undo = ["uninstall", name] if status == "pending-install" else ["rollback", name]
+        self.ctx.tools.run(
+            ["helm", *undo, "--namespace", namespace, *self.ctx.helm_target()],
+            timeout=self.ctx.timeout_s,
+            fix=f"the release was {status} (helm stopped mid-way); `helm history {name} -n {namespace}` shows it",
+        )
+
+    def _lab_selector(self) -> str:
+        return f"{LAB_LABEL}={self.ctx.resolved.lab.name}"
 
     def _release_labelled(self, summary: dict[str, Any]) -> bool:
         """Whether the release carries the lab's label (`helm upgrade --labels`, stored with the release)."""

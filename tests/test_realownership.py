@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,68 @@ def test_teardown_crds_keeps_the_crds_that_were_there_before_up(real_mirror: Pat
         assert {k for k in kept if k.startswith("CRD ")} == {f"CRD {name}" for name in names}, kept
         for name in names:
             assert f"kept CRD {name}: it was there before `up`" in down.stderr, down.output
+
+
+HOOK_CHART = {
+    "Chart.yaml": "apiVersion: v2\nname: stalled\nversion: 0.1.0\n",
+    # A pre-install hook Job: helm waits for it, and under kwok its pod runs and never succeeds, so helm
+    # stays mid-install for as long as the test lets it.
+    "templates/hook.yaml": (
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: stalled-hook\n  annotations:\n"
+        '    "helm.sh/hook": pre-install\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n'
+        "      containers: [{name: hook, image: busybox}]\n"
+    ),
+}
+
+
+def _stalled_install(lab: RealLab, tmp_path: Path, release: str, namespace: str, labels: str | None) -> None:
+    """A real `helm install` of RELEASE killed mid-way, as Ctrl-C or a lost connection leaves it:
+    helm's own record of the release says pending-install. `labels` as `up` passes them (`--labels`)."""
+    chart = tmp_path / "stalled"
+    for name, text in HOOK_CHART.items():
+        (chart / name).parent.mkdir(parents=True, exist_ok=True)
+        (chart / name).write_text(text, encoding="utf-8")
+    argv = [str(testbin.binary("helm")), "install", release, str(chart), "--namespace", namespace]
+    argv += ["--create-namespace", "--kube-context", lab.cluster.context, "--timeout", "10m"]
+    argv += ["--labels", labels] if labels else []
+    helm = subprocess.Popen(argv, env=lab.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            rows = json.loads(_helm(lab, "list", "--namespace", namespace, "--all", "--output", "json") or "[]")
+            if any(r["name"] == release and r["status"] == "pending-install" for r in rows):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("helm never reached pending-install")
+    finally:
+        helm.kill()
+        helm.wait(timeout=30)
+
+
+@pytest.mark.parametrize("whose", ["lab", "user"])
+def test_a_release_an_interrupted_helm_left_pending_is_put_back_if_the_labs_and_named_if_not(
+    whose: str, real_mirror: Path, tmp_path: Path
+) -> None:
+    """`up` stopped while helm installed a release (the release pending-install, and helm refusing any
+    further operation on it): a re-run undoes the lab's own pending install and continues; a pending
+    release that is not the lab's (no lab labels, not in the record) is named and left alone (exit 1)."""
+    release, namespace = "agentgateway-crds", "agentgateway-system"
+    with RealLab.start(tmp_path, real_mirror) as lab:
+        labels = f"app.kubernetes.io/managed-by=igwlab,igwlab.dev/lab={LAB}" if whose == "lab" else None
+        _stalled_install(lab, tmp_path, release, namespace, labels)
+        up = lab.igwlab("up", "--lab", LAB, "--timeout", "180", "--json")
+        rows = json.loads(_helm(lab, "list", "--namespace", namespace, "--all", "--output", "json") or "[]")
+        status = {r["name"]: r["status"] for r in rows}
+        if whose == "lab":
+            assert up.returncode == 0, up.output + lab.diagnostics()
+            assert status[release] == "deployed", status
+            assert "agentgateway-crds" in str(rows), rows
+        else:
+            assert up.returncode == 1, up.output
+            error = up.json()["error"]
+            assert error["message"] == (
+                f"Helm release {namespace}/{release} is pending-install: an install or upgrade of it stopped mid-way"
+            ), error
+            assert f"helm rollback {release} -n {namespace}" in error["hint"], error
+            assert status[release] == "pending-install", "up touched a release that is not the lab's"
