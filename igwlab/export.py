@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,8 +16,6 @@ if TYPE_CHECKING:  # `render` to stdout needs no plan (nor the mirror module the
     from igwlab.plan import Plan
 
 MARKER = ".igwlab-render"  # YAML: lab, stack, files (what this render wrote, relative to the directory)
-# What renders before the marker listed its files wrote: removed whole on a refresh.
-_LEGACY_WRITTEN = ("manifests", "helm", "helm-releases.yaml")
 
 
 @dataclass(frozen=True)
@@ -50,73 +50,143 @@ def write_rendered(rendered: Rendered, plan: Plan, out_dir: Path) -> ExportResul
 
 
 def _write(rendered: Rendered, plan: Plan, out_dir: Path) -> ExportResult:
-    _prepare(out_dir)
     step_numbers = {step.id: index for index, step in enumerate(plan.steps, start=1)}
-    manifest_files: list[Path] = []
+    manifests: dict[Path, str] = {}
     for obj in rendered.objects:
-        folder = out_dir / "manifests" / f"{step_numbers[obj.step]:02d}-{obj.step}"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{obj.kind.lower()}-{obj.name}.yaml"
-        path.write_text(to_yaml(obj.manifest), encoding="utf-8")
-        manifest_files.append(path)
-
-    helm_dir = out_dir / "helm"
-    helm_dir.mkdir(parents=True, exist_ok=True)
-    values_files: list[Path] = []
-    for release in rendered.releases:
-        path = helm_dir / release.values_file
-        path.write_text(to_yaml(release.values) if release.values else "{}\n", encoding="utf-8")
-        values_files.append(path)
-    releases_file = out_dir / "helm-releases.yaml"
+        folder = Path("manifests") / f"{step_numbers[obj.step]:02d}-{obj.step}"
+        manifests[folder / f"{obj.kind.lower()}-{obj.name}.yaml"] = to_yaml(obj.manifest)
+    values = {
+        Path("helm") / release.values_file: to_yaml(release.values) if release.values else "{}\n"
+        for release in rendered.releases
+    }
     ordered = sorted(rendered.releases, key=lambda release: step_numbers[release.step])
-    releases_file.write_text(to_yaml({"releases": [r.summary() for r in ordered]}), encoding="utf-8")
-    written = [*manifest_files, *values_files, releases_file]
-    marker = {"lab": plan.lab, "stack": plan.stack, "files": [path.relative_to(out_dir).as_posix() for path in written]}
+    releases = {Path("helm-releases.yaml"): to_yaml({"releases": [r.summary() for r in ordered]})}
+    files = {**manifests, **values, **releases}
+
+    _prepare(out_dir, list(files))  # every check first: nothing is removed or written when one fails
+    for relative, text in files.items():
+        (out_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+        (out_dir / relative).write_text(text, encoding="utf-8")
+    # Each file with the sha256 of what was written: a refresh removes a file only while it still holds that.
+    marker = {
+        "lab": plan.lab,
+        "stack": plan.stack,
+        "files": {path.as_posix(): _sha256(text) for path, text in files.items()},
+    }
     (out_dir / MARKER).write_text(to_yaml(marker), encoding="utf-8")
-    return ExportResult(out_dir, tuple(manifest_files), tuple(values_files), releases_file)
+    return ExportResult(
+        out_dir,
+        tuple(out_dir / path for path in manifests),
+        tuple(out_dir / path for path in values),
+        out_dir / "helm-releases.yaml",
+    )
 
 
-def _prepare(out_dir: Path) -> None:
+# The paths a render writes, relative to its directory: only these are ever removed on a refresh, whatever
+# a marker lists.
+_RENDERED = re.compile(
+    r"manifests/\d\d-[a-z0-9-]+/[a-z0-9-]+-[a-z0-9.-]+\.yaml"
+    r"|helm/[A-Za-z0-9._-]+\.values\.yaml"
+    r"|helm-releases\.yaml"
+)
+
+
+def _prepare(out_dir: Path, planned: list[Path]) -> None:
+    """Check `out_dir` can take the render and remove what the last render wrote there.
+
+    Refused (UsageError, exit 2) before anything changes: a file as `out_dir`; a non-empty folder with
+    no marker of an earlier render, or with one that cannot be read; a symbolic link on the way to a
+    file the render writes (it would write outside the folder); a file at a path the render writes that
+    the last render did not write (the user's, which it would overwrite)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} is a file", fix="name a directory (it is created if missing)")
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not (out_dir / MARKER).is_file():
-            raise UsageError(
-                f"--out {out_dir} is not empty and holds no earlier igwlab render",
-                why="igwlab replaces what it wrote before, and will not mix its files into other content",
-                fix="name an empty or new directory",
-            )
-        removed: list[Path] = []
-        for path in _written_before(out_dir):
-            if path.is_dir():
-                removed += _remove_yaml_under(path)
-            elif path.is_file():
-                path.unlink()
-                removed.append(path)
-        _prune_emptied(out_dir, removed)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        _refuse_links(out_dir, planned)
+        return
+    marker_path = out_dir / MARKER
+    if not marker_path.is_file():
+        raise UsageError(
+            f"--out {out_dir} is not empty and holds no earlier igwlab render",
+            why="igwlab replaces what it wrote before, and will not mix its files into other content",
+            fix="name an empty or new directory",
+        )
+    written = _written_before(out_dir, marker_path)
+    _refuse_links(out_dir, planned)
+    theirs = [path for path in planned if (out_dir / path).is_symlink() or (
+        (out_dir / path).exists() and path.as_posix() not in written)]  # fmt: skip
+    if theirs:
+        raise UsageError(
+            f"--out {out_dir} holds {out_dir / theirs[0]}, which the last render did not write or which was "
+            "changed since",
+            why="this render writes a file there, and igwlab does not overwrite files that are not its own",
+            fix="move that file away (keep your changes elsewhere), or name an empty or new directory",
+        )
+    removed: list[Path] = []
+    for name in sorted(written):
+        path = out_dir / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+            removed.append(path)
+    _prune_emptied(out_dir, removed)
 
 
-def _written_before(out_dir: Path) -> list[Path]:
-    """The files (or, from a render before the marker listed them, the folders) the last render wrote,
-    inside `out_dir` only: a marker edited to name `../x` or an absolute path removes nothing outside."""
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _unchanged(path: Path, digest: str | None) -> bool:
+    """The file still holds what the render wrote (`digest`: its sha256; None for a marker from before
+    igwlab recorded them)."""
+    if digest is None:
+        return True
     try:
-        marker = yamlio.load((out_dir / MARKER).read_text(encoding="utf-8"))
-    except (OSError, yamlio.YAMLError):
+        return hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    except OSError:
+        return False
+
+
+def _refuse_links(out_dir: Path, planned: list[Path]) -> None:
+    """A symbolic link among the folders the render writes into (or as `out_dir`'s own subfolders)
+    would carry the files outside the folder: refused."""
+    folders = {parent for path in planned for parent in path.parents if parent != Path(".")}
+    for folder in sorted(folders):
+        if (out_dir / folder).is_symlink():
+            raise UsageError(
+                f"--out {out_dir}: {out_dir / folder} is a symbolic link",
+                why="the render would write through it, outside the folder",
+                fix="remove the link, or name an empty or new directory",
+            )
+
+
+def _written_before(out_dir: Path, marker_path: Path) -> set[str]:
+    """The files the last render wrote and nobody changed since, as its marker lists them (path: sha256),
+    keeping only paths a render writes: an edited marker can name nothing else, and a file edited since
+    is the user's. A marker from before igwlab listed its files (`lab`, `stack` only): every such path
+    under manifests/ and helm/. One that cannot be read: refused."""
+    try:
+        marker = yamlio.load(marker_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yamlio.YAMLError):
         marker = None
-    listed = marker.get("files") if isinstance(marker, dict) else None
-    names = [str(name) for name in listed] if isinstance(listed, list) else list(_LEGACY_WRITTEN)
-    root = out_dir.resolve()
-    paths = [(out_dir / name) for name in names]
-    return [path for path in paths if path.resolve().is_relative_to(root) and path.resolve() != root]
-
-
-def _remove_yaml_under(folder: Path) -> list[Path]:
-    """An older render's manifests/ or helm/: its YAML files (igwlab wrote only those)."""
-    removed = sorted(folder.rglob("*.yaml"))
-    for path in removed:
-        path.unlink(missing_ok=True)
-    return removed
+    if not isinstance(marker, dict) or not isinstance(marker.get("lab"), str):
+        raise UsageError(
+            f"--out {out_dir}: its marker of an earlier render ({marker_path.name}) cannot be read",
+            why="igwlab removes only the files the marker lists, and cannot tell which they are",
+            fix=f"if {out_dir} holds nothing of yours, remove it (or its {marker_path.name}); else name an empty "
+            "or new directory",
+        )
+    listed = marker.get("files")
+    digests: dict[str, str | None]
+    if isinstance(listed, dict):
+        digests = {str(name): str(digest) for name, digest in listed.items()}
+    elif isinstance(listed, list):
+        digests = dict.fromkeys(map(str, listed))
+    else:
+        names = {p.relative_to(out_dir).as_posix() for p in out_dir.glob("manifests/*/*.yaml")}
+        names |= {p.relative_to(out_dir).as_posix() for p in out_dir.glob("helm/*.yaml")} | {"helm-releases.yaml"}
+        digests = dict.fromkeys(names)
+    return {
+        name for name, digest in digests.items() if _RENDERED.fullmatch(name) and _unchanged(out_dir / name, digest)
+    }
 
 
 def _prune_emptied(out_dir: Path, removed: list[Path]) -> None:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from helpers import invoke, json_data
 from typer.testing import CliRunner
@@ -110,7 +111,7 @@ def test_render_out_refresh_removes_only_what_the_last_render_wrote(cli: CliRunn
     outside.write_text("keep")
     marker = yaml.safe_load((out / ".igwlab-render").read_text())
     assert "helm/fakellm-pool.values.yaml" in marker["files"], marker
-    marker["files"] += ["../outside.yaml", str(outside), "."]  # an edited marker removes nothing outside
+    marker["files"].update({"../outside.yaml": None, str(outside): None, ".": None})  # removes nothing outside
     (out / ".igwlab-render").write_text(yaml.safe_dump(marker))
 
     again = invoke(cli, "render", "--lab", "kgateway-fake-llm", "--out", str(out))
@@ -124,6 +125,55 @@ def test_render_out_refresh_removes_only_what_the_last_render_wrote(cli: CliRunn
     # Folders only the stale files were in are gone too.
     steps = sorted(d.name for d in (out / "manifests").iterdir())
     assert all(any(f.suffix == ".yaml" for f in (out / "manifests" / d).iterdir()) for d in steps), steps
+
+
+@pytest.mark.parametrize(
+    "case", ["garbage-marker", "empty-marker", "file-link", "folder-link", "theirs-at-our-path", "marker-lists-theirs"]
+)
+def test_render_out_refresh_touches_nothing_it_did_not_write(cli: CliRunner, tmp_path: Path, case: str) -> None:
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    assert invoke(cli, "render", "--lab", "kgateway-fake-llm", "--out", str(out)).exit_code == 0
+    outside.mkdir()
+    (outside / "precious.yaml").write_text("keep")
+    mine = out / "manifests" / "99-mine" / "my-own.yaml"
+    mine.parent.mkdir()
+    mine.write_text("keep")
+    marker = out / ".igwlab-render"
+    values = out / "helm" / "kgateway.values.yaml"
+    expected_exit = ExitCode.USAGE
+    if case == "garbage-marker":
+        marker.write_text("}{ not yaml")
+    elif case == "empty-marker":
+        marker.write_text("")
+    elif case == "file-link":  # the user's link in place of a rendered file: refused, its target untouched
+        values.unlink()
+        values.symlink_to(outside / "precious.yaml")
+    elif case == "folder-link":
+        folder = next((out / "manifests").iterdir())
+        for path in folder.iterdir():
+            path.unlink()
+        folder.rmdir()
+        folder.symlink_to(outside)
+    elif case == "theirs-at-our-path":  # a rendered file the user changed since: now theirs
+        values.write_text("mine now")
+    else:  # an edited marker names the user's files: a refresh removes only paths a render writes
+        data = yaml.safe_load(marker.read_text())
+        data["files"].update({"manifests/99-mine/my-own.yaml": "0" * 64, "notes.txt": None, "manifests": None})
+        marker.write_text(yaml.safe_dump(data))
+        (out / "notes.txt").write_text("keep")
+        expected_exit = ExitCode.OK
+    lab = "kgateway-fake-llm" if case in ("file-link", "theirs-at-our-path") else "agentgateway-fake-llm"
+    again = invoke(cli, "render", "--lab", lab, "--out", str(out))
+    assert again.exit_code == expected_exit, (case, again.stderr)
+    assert "Traceback" not in again.stderr
+    assert (outside / "precious.yaml").read_text() == "keep"
+    assert sorted(p.name for p in outside.iterdir()) == ["precious.yaml"], "wrote outside the folder"
+    assert mine.read_text() == "keep"
+    if case == "theirs-at-our-path":
+        assert values.read_text() == "mine now" and "last render did not write" in again.stderr
+    if case == "marker-lists-theirs":
+        assert (out / "notes.txt").read_text() == "keep"
+        assert (out / "helm" / "agentgateway.values.yaml").is_file()
 
 
 def test_render_out_refuses_a_foreign_non_empty_directory(cli: CliRunner, tmp_path: Path) -> None:
