@@ -60,10 +60,38 @@ def is_terminating(obj: Manifest | None) -> bool:
     return phase == "Terminating" or bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
 
-def blocking_causes(obj: Manifest | None) -> list[str]:
-    """What the API server says keeps a deleted object from going (its True conditions' messages)."""
+def blocking_causes(obj: Manifest | None, kind: str = "Namespace") -> list[str]:
+    """What the API server says keeps a deleted object from going: a namespace's True conditions (each is
+    about its deletion), a CRD's Terminating condition (its others say it was accepted and established)."""
     conditions = ((obj or {}).get("status") or {}).get("conditions") or []
-    return [str(c["message"]) for c in conditions if c.get("status") == "True" and c.get("message")]
+    wanted = {"Terminating"} if kind == "CustomResourceDefinition" else None
+    return [
+        str(c["message"])
+        for c in conditions
+        if c.get("status") == "True" and c.get("message") and (wanted is None or c.get("type") in wanted)
+    ]
+
+
+def crd_holders(kube: KubeApi, crd: Manifest | None, most: int = 3) -> list[str]:
+    """The custom resources of a CRD being deleted that their finalizers keep ("ReferenceGrant
+    default/held (finalizers: example.com/hold)"), at most `most`; empty when none, or when they cannot
+    be listed (the CRD's storage version read from its spec)."""
+    spec = (crd or {}).get("spec") or {}
+    kind = (spec.get("names") or {}).get("kind")
+    version = next((v.get("name") for v in spec.get("versions") or [] if v.get("storage")), None)
+    if not kind or not version or not spec.get("group"):
+        return []
+    try:
+        items = kube.list_objects(f"{spec['group']}/{version}", str(kind))
+    except Exception:  # naming the holders is a courtesy: the timeout is reported anyway
+        return []
+    held = []
+    for item in items:
+        metadata = item.get("metadata") or {}
+        if metadata.get("finalizers"):
+            where = "/".join(part for part in (metadata.get("namespace"), metadata.get("name")) if part)
+            held.append(f"{kind} {where} (finalizers: {', '.join(map(str, metadata['finalizers']))})")
+    return held[:most] + ([f"{len(held) - most} more"] if len(held) > most else [])
 
 
 def failed_pass(kind: str, obj: Manifest | None) -> str | None:
@@ -162,7 +190,11 @@ def wait_gone(
             _nudge_failed_pass(kube, api_version, kind, name, live[name], nudges, say)
         if time.monotonic() >= deadline:
             name = pending[0]
-            raise stuck(name, "; ".join(blocking_causes(live[name])))
+            causes = blocking_causes(live[name], kind)
+            if kind == "CustomResourceDefinition":
+                holders = crd_holders(kube, live[name])
+                causes += [f"held by {', '.join(holders)}"] if holders else []
+            raise stuck(name, "; ".join(causes))
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 1.5, 2.0)
 

@@ -292,6 +292,8 @@ def test_a_crd_still_terminating_is_named_by_teardown_and_waited_for_by_up_then_
         down = lab.run("teardown", "--yes", "--crds", "--timeout", "40", "--json", timeout_s=300)
         error = failure(down, TIMEOUT_EXIT)
         assert error["message"] == f"CRD {crd} is still terminating after 40s", error
+        assert f"held by ReferenceGrant default/held (finalizers: {HOLD})" in error["why"], error
+        assert "approved" not in error["why"] and "accepted" not in error["why"], error  # only what holds it
         assert "then run `igwlab teardown --crds` again" in error["hint"], error
         assert lab.releases() == [], "teardown stopped before it removed the releases"
 
