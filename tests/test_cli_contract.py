@@ -704,3 +704,27 @@ def test_a_kubeconfig_that_cannot_be_read_is_named_as_such(
     cluster = next(f for f in envelope(result, "doctor")["data"]["findings"] if f["name"] == "cluster")
     assert said in cluster["detail"] and str(kubeconfig) in cluster["detail"], cluster
     assert "does not answer" not in cluster["detail"], cluster
+
+
+def test_sigterm_stops_igwlab_as_ctrl_c_does(tmp_path: Path) -> None:
+    """`kill`, `timeout` or a CI job ending sends SIGTERM: igwlab takes it as Ctrl-C (its clean-up runs,
+    and `sim` says it stopped) instead of dying on the spot."""
+    import signal
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "igwlab", "sim", "--host", "127.0.0.1", "--port", "0"],
+        env={**os.environ, "IGWLAB_STATE_DIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert "127.0.0.1" in process.stdout.readline()  # serving: the line it prints once ready
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=90) == 0  # a bound, not a wait: it ends at once when not loaded
+        assert process.stderr is not None
+        assert "igwlab sim: stopped" in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -179,4 +179,17 @@ def _root(
 
 
 def main() -> None:
+    _stop_on_sigterm()
     app()
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (`kill`, `timeout`, a service manager or CI ending the job) stops igwlab the way Ctrl-C
+    does: steps cancelled, child processes stopped, partial files removed, the `interrupted` result
+    (exit 130). Without it Python would die on the spot and leave all that behind."""
+    import signal
+
+    def as_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, as_interrupt)
