@@ -143,6 +143,10 @@ CASES: list[tuple[str, int]] = [
     ("up --dry-run --context only --cluster other --set-context", 2),
     ("load --url " + CLOSED + " --concurrency 2 --arrival poisson --duration 1s", 2),
     ("load --url " + CLOSED + " --rps 1 --sheddable-objective batch --duration 1s", 2),
+    ("load --url " + CLOSED + " --rps 1 --no-stream --usage --duration 1s", 2),
+    ("load --url " + CLOSED + " --rps 1 --no-stream --no-usage --duration 1s", 2),
+    (f"verify --url {CLOSED} --litellm-key sk-test", 2),
+    ("top --once --interval 5 --url pod=http://127.0.0.1:9", 2),
     # places that cannot be written
     ("render --out {file}/sub", 2),
     ("render --out {file}", 2),

@@ -120,13 +120,14 @@ def load(
         typer.Option("--stream/--no-stream", help="Stream answers (measures time to first token and between tokens)."),
     ] = True,
     usage: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--usage/--no-usage",
             help="Ask streams for the server's token count (stream_options.include_usage); without it, "
-            "output tokens are counted as chunks.",
+            "output tokens are counted as chunks. Streams only. (default: --usage)",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
     slo: Annotated[
         str | None,
         typer.Option(
@@ -264,11 +265,16 @@ def top(
         ),
     ] = None,
     interval: Annotated[
-        float,
+        float | None,
         typer.Option(
-            help="Seconds between refreshes (0.2 to 3600).", min=0.2, max=3600, metavar="SECONDS", callback=finite
+            help="Seconds between refreshes of the live view (0.2 to 3600; not with --once). (default: 2)",
+            min=0.2,
+            max=3600,
+            metavar="SECONDS",
+            callback=finite,
+            show_default=False,
         ),
-    ] = 2.0,
+    ] = None,
     once: Annotated[bool, typer.Option("--once", help="Print one sample and exit.")] = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -287,6 +293,13 @@ def top(
             why="a live view cannot be printed as one JSON document",
             fix="igwlab top --once --json",
         )
+    if once and interval is not None:
+        raise UsageError(
+            "--interval cannot be used with --once",
+            why="--once prints one sample; --interval spaces the refreshes of the live view",
+            fix="drop --interval, or drop --once for the live view",
+        )
+    interval = 2.0 if interval is None else interval
     kube = None
     if url:
         targets = targets_from_urls(url)

@@ -104,7 +104,7 @@ class LoadOptions:
     prompt_tokens: int = 256
     max_tokens: int = 16
     stream: bool = True
-    include_usage: bool = True
+    include_usage: bool | None = None  # None: ask streams for usage; given, it needs stream
     sheddable_share: float = 0.0
     sheddable_objective: str | None = None  # None: "sheddable"; given, it needs sheddable_share > 0
     critical_objective: str | None = None
@@ -145,6 +145,13 @@ class LoadOptions:
             )
         if not 0 <= self.sheddable_share <= 1:
             raise UsageError("--sheddable must be a share between 0 and 1")
+        if self.include_usage is not None and not self.stream:
+            raise UsageError(
+                f"--{'usage' if self.include_usage else 'no-usage'} applies to streamed answers",
+                why="the usage report is a stream option (stream_options.include_usage); an answer without a "
+                "stream carries its usage anyway",
+                fix="drop it, or drop --no-stream",
+            )
         if self.sheddable_objective is not None and self.sheddable_share == 0:
             raise UsageError(
                 "--sheddable-objective needs --sheddable",
@@ -210,7 +217,7 @@ def worker_setups(options: LoadOptions, seed: int) -> list[WorkerSetup]:
             timeout_s=options.timeout_s,
             seed=seed,
             stream=options.stream,
-            include_usage=options.include_usage,
+            include_usage=options.include_usage is not False,
             prefixes=options.prefixes,
             prompt_tokens=options.prompt_tokens,
             max_tokens=options.max_tokens,

@@ -112,6 +112,14 @@ def verify(options: VerifyOptions, env: Environment | None = None) -> Report:
         raise UsageError("--requests and --concurrency must be at least 1")
     if options.wait_s < 0 or options.timeout_s <= 0:
         raise UsageError("--wait must be 0 or more and --timeout more than 0 seconds")
+    if options.litellm_key is not None and options.litellm_url is None:
+        raise UsageError(
+            "--litellm-key needs --litellm-url",
+            why="the key goes only to the LiteLLM proxy at --litellm-url; without it the litellm-route check "
+            "is skipped and the key is not used",
+            fix="add --litellm-url (e.g. http://127.0.0.1:4000 after `kubectl port-forward -n igwlab "
+            "svc/igwlab-litellm 4000`), or drop --litellm-key",
+        )
     selection, url = resolve_target(options)
     resolved = resolve_lab(selection)
     lab = resolved.lab
