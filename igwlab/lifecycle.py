@@ -700,8 +700,10 @@ def _remove_release_namespaces(
             removed.append(f"Namespace/{namespace}")
 
 
-def diagnose(out: Path | None, env: Environment | None = None) -> Path:
-    """A tar.gz with the last run record, events, object and pod dumps, pod logs and Helm status."""
+def diagnose(out: Path | None, env: Environment | None = None, folder: bool = False) -> Path:
+    """A tar.gz with the last run record, events, object and pod dumps, pod logs and Helm status.
+    `out`: the archive, or a folder to write it into (one that exists, or any when `folder`: the user
+    wrote it with a trailing slash)."""
     env = env or Environment()
     damaged: DamagedRecordError | None = None
     try:
@@ -711,8 +713,8 @@ def diagnose(out: Path | None, env: Environment | None = None) -> Path:
     run = Path(data["run"]) if data and isinstance(data.get("run"), str) else latest_run("up")
     default_name = f"igwlab-diagnose-{time.strftime('%Y%m%d-%H%M%S')}.tar.gz"
     target = out or Path(default_name)
-    if target.is_dir():
-        target = target / default_name  # --out DIR: the usual name inside it
+    if target.is_dir() or (out is not None and folder):
+        target = target / default_name  # --out DIR or DIR/: the usual name inside it
     # Written beside the target under a temporary name and renamed once complete: an interrupted or
     # failed diagnose leaves no half archive, and an earlier archive of that name stays until then.
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")

@@ -662,6 +662,14 @@ def test_diagnose_into_a_folder_names_the_archive_inside_and_leaves_no_half_arch
     assert archive.parent == folder and archive.name.startswith("igwlab-diagnose-"), archive
     with tarfile.open(archive) as bundle:
         assert "NOTES.txt" in bundle.getnames()
+    # A folder that does not exist yet, written with a trailing slash: made, the archive inside it.
+    fresh = invoke(cli, "diagnose", "--out", f"{folder / 'new' / 'sub'}/", "--json")
+    assert fresh.exit_code == 0, fresh.stderr
+    made = Path(envelope(fresh, "diagnose")["data"]["path"])
+    assert made.parent == folder / "new" / "sub" and made.name.startswith("igwlab-diagnose-"), made
+    made.unlink()
+    (folder / "new" / "sub").rmdir()
+    (folder / "new").rmdir()
 
     # A diagnose stopped half-way (Ctrl-C) leaves the earlier archive of that name as it was, and no
     # partial file beside it. Injected: a real interrupt cannot be timed to land mid-archive.

@@ -306,7 +306,7 @@ def _print_doctor(report: DoctorReport) -> None:
 @handle_errors
 def diagnose(
     out: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--out",
             "-o",
@@ -314,6 +314,7 @@ def diagnose(
             "name in the current folder). Missing folders are made; an archive of that name is replaced once the "
             "new one is complete, and an interrupted diagnose leaves nothing behind.",
             metavar="FILE|DIR",
+            callback=text,
             show_default=False,
         ),
     ] = None,
@@ -324,7 +325,7 @@ def diagnose(
     the cluster has them, pod logs (a restarted container's last run too) and Helm status."""
     from igwlab.lifecycle import diagnose as run_diagnose
 
-    path = run_diagnose(out)
+    path = run_diagnose(Path(out) if out is not None else None, folder=out is not None and out.endswith("/"))
     if json_output:
         print_json({"path": str(path)})
         return
