@@ -117,8 +117,8 @@ def test_a_kubeconfig_that_does_not_fit_the_api_server_is_named_for_what_it_is(
 ) -> None:
     """The real client against a real API server (and a plain HTTP server) on loopback: a certificate
     the kubeconfig's authority does not vouch for, an address that does not speak TLS, and a port nobody
-    listens on, and http:// where the API server speaks TLS are each named as such (exit 3) with a fix that
-    fits, said once, not as "does not answer"."""
+    listens on, http:// where the API server speaks TLS and a credential plugin that fails are each named
+    as such (exit 3) with a fix that fits, said once, not as "does not answer"."""
     import http.server
     import socket
     import sys
@@ -175,6 +175,22 @@ def test_a_kubeconfig_that_does_not_fit_the_api_server_is_named_for_what_it_is(
                 error = failure(result, PREREQUISITES_EXIT)
                 assert said in error["message"] and fix in error["hint"], (name, error)
                 assert "does not answer" not in error["text"] and "Error:" not in error["text"], (name, error)
+
+        # A credential plugin that fails: the client goes on without credentials, and the API server refuses.
+        config = yaml.safe_load(cluster.kubeconfig.read_text(encoding="utf-8"))
+        user = next(x["context"]["user"] for x in config["contexts"] if x["name"] == cluster.context)
+        entry = next(u for u in config["users"] if u["name"] == user)
+        entry["user"] = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "false"}}
+        kubeconfig = tmp_path / "kubeconfig-plugin"
+        kubeconfig.write_text(yaml.safe_dump(config), encoding="utf-8")
+        env = {**cluster.env, "KUBECONFIG": str(kubeconfig), "IGWLAB_STATE_DIR": str(tmp_path / "state")}
+        done = subprocess.run(
+            [sys.executable, "-m", "igwlab", "doctor", "--context", cluster.context, "--json"],
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        error = failure(Result(["igwlab", "doctor"], done.returncode, done.stdout, done.stderr), PREREQUISITES_EXIT)
+        assert "the kubeconfig's credential plugin failed (exec: process returned 1)" in error["message"], error
+        assert "ERROR:root" not in done.stderr, done.stderr
     finally:
         plain.shutdown()
         cluster.delete()

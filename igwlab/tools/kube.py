@@ -295,7 +295,20 @@ def _atomic_discoverer() -> type:
     return AtomicDiscoverer
 
 
-def _bound_requests(api_client: Any, context: str | None, where: str | None) -> None:
+class _LogWords(logging.Handler):
+    """Keeps the messages of the log records it is given (errors only), printing nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.words: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.words.append(" ".join(record.getMessage().split())[:300])
+
+
+def _bound_requests(
+    api_client: Any, context: str | None, where: str | None, credential_problem: str | None = None
+) -> None:
     """Give every request of this client REQUEST_TIMEOUT unless its caller set one (the client's default is
     to wait for ever, so a hung API server would hang igwlab), and turn a failure to reach the API server,
     in whatever call, into ClusterUnreachableError saying which server and how it failed."""
@@ -319,11 +332,23 @@ def _bound_requests(api_client: Any, context: str | None, where: str | None) -> 
                 fix="write the server address in the kubeconfig with https:// (`kubectl config view` shows it)",
             )
 
+    def refused_without_credentials(status: object) -> None:
+        if credential_problem and status in (401, 403):
+            raise ClusterUnreachableError(
+                f"the kubeconfig's credential plugin failed ({credential_problem}), so the API server of "
+                f"{where or (f'context {context}' if context else 'the current context')} refused igwlab "
+                f"({status})",
+                why="the plugin (users[].user.exec in the kubeconfig) gives igwlab its credentials",
+                fix="`kubectl get namespaces` runs the same plugin and shows why it fails; fix it (installed, on "
+                "PATH, logged in), then run the same igwlab command again",
+            )
+
     def request(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
         try:
             response = send(*args, _request_timeout=_request_timeout or REQUEST_TIMEOUT, **kwargs)
         except ApiException as error:  # clients that raise for the status here
             plain_http_to_tls(error.status, error.body)
+            refused_without_credentials(error.status)
             raise
         except urllib3.exceptions.HTTPError as error:
             tls = tls_problem(str(error))
@@ -339,6 +364,7 @@ def _bound_requests(api_client: Any, context: str | None, where: str | None) -> 
                 fix="is the cluster up? (`kubectl cluster-info`); once it answers, run the same igwlab command "
                 "again: `igwlab up` continues where it stopped",
             ) from error
+        refused_without_credentials(getattr(response, "status", None))
         if getattr(response, "status", None) == 400 and callable(getattr(response, "read", None)):
             plain_http_to_tls(400, response.read())  # clients that raise later, on the answer (kept once read)
         return response
@@ -361,6 +387,12 @@ class KubernetesApi:
         configuration.retries = Retry(
             total=CONNECT_RETRIES, connect=CONNECT_RETRIES, read=0, status=0, backoff_factor=0.5, raise_on_status=False
         )
+        # The client runs a kubeconfig's credential plugin (users[].user.exec) here and, when it fails,
+        # only logs why (on the root logger, which would print "ERROR:root:..." to the terminal) and goes on
+        # without credentials: the words are kept to say so when the API server then refuses us.
+        said = _LogWords()
+        root = logging.getLogger()
+        root.addHandler(said)
         try:
             api_client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
                 config_file=config_file, context=context, client_configuration=configuration
@@ -372,7 +404,10 @@ class KubernetesApi:
                 fix="`kubectl config view` shows what the kubeconfig holds and `kubectl config get-contexts` its "
                 "contexts; KUBECONFIG names the file, else ~/.kube/config",
             ) from None
-        _bound_requests(api_client, context, None if context or not kubeconfig else f"the cluster of {kubeconfig}")
+        finally:
+            root.removeHandler(said)
+        where = None if context or not kubeconfig else f"the cluster of {kubeconfig}"
+        _bound_requests(api_client, context, where, credential_problem="; ".join(said.words) or None)
         self._dynamic = DynamicClient(  # type: ignore[no-untyped-call]
             api_client,
             cache_file=str(discovery_cache(api_client.configuration.host)),
