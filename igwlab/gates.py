@@ -295,9 +295,11 @@ class ObjectsExist(Gate):
 class Answers(Gate):
     """Checked by the warm-up probe over HTTP, not through the Kubernetes API."""
 
-    url: str
+    url: str  # "" on an existing cluster (--context): the Gateway's address is known only once it is up
 
     def describe(self) -> str:
+        if not self.url:
+            return "POST /v1/completions at the Gateway's address (or a port-forward to it) answers 200"
         return f"POST {self.url}/v1/completions answers 200"
 
     def check(self, kube: KubeApi) -> GateState:

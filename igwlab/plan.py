@@ -265,7 +265,7 @@ def build_plan(rendered: Rendered, context: str | None = None, sources: Sources 
             kind="probe",
             title=f"send a completion for {model!r} through the gateway",
             depends_on=("route", *(b.step(base) for b in backends for base in ("models", "workload"))),
-            gates=(g.Answers(url),),
+            gates=(g.Answers(url if context is None else ""),),
         )
     )
     if context is None and sources.images:
