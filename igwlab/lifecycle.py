@@ -291,6 +291,16 @@ def up(
     return UpResult(plan, result, doctor, url, record.directory if record else None, time.perf_counter() - started)
 
 
+def _mark_tearing_down(data: dict[str, Any]) -> None:
+    """The record says `teardown` began (status `tearing-down`, and no URL to send to): a teardown that
+    stops part-way leaves a record that `status` shows as such rather than as a lab that is up."""
+    path = current_lab_file()
+    marked = {**data, "status": "tearing-down", "url": None}
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(marked, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
 def _write_current(
     resolved: ResolvedLab,
     options: UpOptions,
@@ -509,6 +519,7 @@ def teardown(
     say = on_event or (lambda _: None)
     current = current_lab()
     ensure_writable()
+    _mark_tearing_down(current.data)
     record = RunRecord.create("teardown", current.resolved.lab.name)
     tools = ToolRunner(recorder=record.command, env=env.tool_env)
     result = TeardownResult([], [])

@@ -312,6 +312,9 @@ def test_a_crd_still_terminating_is_named_by_teardown_and_waited_for_by_up_then_
         assert "approved" not in error["why"] and "accepted" not in error["why"], error  # only what holds it
         assert "then run `igwlab teardown --crds` again" in error["hint"], error
         assert lab.releases() == [], "teardown stopped before it removed the releases"
+        shown = lab.run("status")  # the record says the teardown did not finish, not that the lab is up
+        assert "a teardown began and did not finish" in shown.stdout, shown.output
+        assert lab.run("status", "--json").json()["data"]["status"] == "tearing-down"
 
         running = lab.spawn("up", "--lab", SIM_LAB, "--timeout", "180", "--json")
         try:

@@ -181,7 +181,12 @@ def status(json_output: JsonOption = False) -> None:
         return
     from rich.text import Text
 
-    stdout().print(Text(f"lab {report['lab']} ({report['status']}) at {report['url'] or 'no URL yet'}"))
+    if report["status"] == "tearing-down":
+        stdout().print(
+            Text(f"lab {report['lab']}: a teardown began and did not finish; `igwlab teardown` removes the rest")
+        )
+    else:
+        stdout().print(Text(f"lab {report['lab']} ({report['status']}) at {report['url'] or 'no URL yet'}"))
     print_table(
         [Column("object or gate"), Column("ok"), Column("conditions", "note")],
         [[row["ref"], "yes" if row["exists"] else "NO", ", ".join(row["conditions"])] for row in report["objects"]],
