@@ -729,6 +729,12 @@ def diagnose(out: Path | None, env: Environment | None = None, folder: bool = Fa
     # Written beside the target under a temporary name and renamed once complete: an interrupted or
     # failed diagnose leaves no half archive, and an earlier archive of that name stays until then.
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    blocker = next((parent for parent in target.parents if parent.exists() and not parent.is_dir()), None)
+    if blocker is not None:
+        raise CannotWriteError(
+            f"cannot write {target}: {blocker} is a file, not a folder",
+            fix="pass --out with a file in a folder, e.g. --out /tmp/igwlab-diagnose.tar.gz",
+        )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         archive_file = tarfile.open(partial, "w:gz")  # noqa: SIM115 - closed by the with below; only opening may fail here

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -316,6 +317,8 @@ def _bound_requests(
 
     # urllib3 logs each connection retry as a warning, which would reach the user's terminal as noise.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+    # ...and warns (FutureWarning) about a server address without a scheme; the failure says what matters.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"urllib3(\.|$)")
     rest = api_client.rest_client
     send = rest.request
 
