@@ -124,21 +124,24 @@ def _prepare(out_dir: Path, planned: list[Path]) -> None:
     removed: list[Path] = []
     for name in sorted(written):
         path = out_dir / name
-        if path.is_file() and not path.is_symlink():
+        if _within(out_dir, Path(name)) and path.is_file():
             path.unlink()
             removed.append(path)
     _prune_emptied(out_dir, removed)
+
+
+def _within(out_dir: Path, relative: Path) -> bool:
+    """No symbolic link on the way from `out_dir` to `relative` (the file itself included): what is
+    reached through one is outside the folder, and never igwlab's to remove."""
+    return not any((out_dir / part).is_symlink() for part in (relative, *relative.parents) if part != Path("."))
 
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _unchanged(path: Path, digest: str | None) -> bool:
-    """The file still holds what the render wrote (`digest`: its sha256; None for a marker from before
-    igwlab recorded them)."""
-    if digest is None:
-        return True
+def _unchanged(path: Path, digest: str) -> bool:
+    """The file still holds what the render wrote (`digest`: its sha256)."""
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest() == digest
     except OSError:
@@ -161,8 +164,7 @@ def _refuse_links(out_dir: Path, planned: list[Path]) -> None:
 def _written_before(out_dir: Path, marker_path: Path) -> set[str]:
     """The files the last render wrote and nobody changed since, as its marker lists them (path: sha256),
     keeping only paths a render writes: an edited marker can name nothing else, and a file edited since
-    is the user's. A marker from before igwlab listed its files (`lab`, `stack` only): every such path
-    under manifests/ and helm/. One that cannot be read: refused."""
+    is the user's. A marker that cannot be read, or one from before igwlab recorded its files: refused."""
     try:
         marker = yamlio.load(marker_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yamlio.YAMLError):
@@ -175,17 +177,16 @@ def _written_before(out_dir: Path, marker_path: Path) -> set[str]:
             "or new directory",
         )
     listed = marker.get("files")
-    digests: dict[str, str | None]
-    if isinstance(listed, dict):
-        digests = {str(name): str(digest) for name, digest in listed.items()}
-    elif isinstance(listed, list):
-        digests = dict.fromkeys(map(str, listed))
-    else:
-        names = {p.relative_to(out_dir).as_posix() for p in out_dir.glob("manifests/*/*.yaml")}
-        names |= {p.relative_to(out_dir).as_posix() for p in out_dir.glob("helm/*.yaml")} | {"helm-releases.yaml"}
-        digests = dict.fromkeys(names)
+    if not isinstance(listed, dict):  # a marker of an igwlab before it recorded each file and its sha256
+        raise UsageError(
+            f"--out {out_dir} holds a render of an older igwlab, whose marker does not say which files it wrote",
+            why="igwlab removes only its own unchanged files, and cannot tell them from yours there",
+            fix=f"if nothing under {out_dir} is yours, remove it and render again; else name an empty or new directory",
+        )
     return {
-        name for name, digest in digests.items() if _RENDERED.fullmatch(name) and _unchanged(out_dir / name, digest)
+        name
+        for name, digest in ((str(n), str(d)) for n, d in listed.items())
+        if _RENDERED.fullmatch(name) and _unchanged(out_dir / name, digest)
     }
 
 
@@ -194,5 +195,5 @@ def _prune_emptied(out_dir: Path, removed: list[Path]) -> None:
     first; a folder that holds anything else stays."""
     folders = {parent for path in removed for parent in path.parents if out_dir in parent.parents}
     for folder in sorted(folders, key=lambda d: len(d.parts), reverse=True):
-        if folder.is_dir() and not any(folder.iterdir()):
+        if not folder.is_symlink() and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()

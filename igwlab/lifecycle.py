@@ -294,10 +294,13 @@ def up(
 def _mark_tearing_down(data: dict[str, Any]) -> None:
     """The record says `teardown` began (status `tearing-down`, and no URL to send to): a teardown that
     stops part-way leaves a record that `status` shows as such rather than as a lab that is up."""
+    _replace_record({**data, "status": "tearing-down", "url": None})
+
+
+def _replace_record(data: dict[str, Any]) -> None:
     path = current_lab_file()
-    marked = {**data, "status": "tearing-down", "url": None}
     partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps(marked, indent=2) + "\n", encoding="utf-8")
+    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     os.replace(partial, path)
 
 
@@ -523,24 +526,29 @@ def teardown(
     record = RunRecord.create("teardown", current.resolved.lab.name)
     tools = ToolRunner(recorder=record.command, env=env.tool_env)
     result = TeardownResult([], [])
-    forward = current.data.get("port_forward")
-    if forward and portforward.stop(int(forward["pid"])):
-        say(f"stopped the port-forward to the gateway (pid {forward['pid']})")
-        result.removed.append("port-forward to the gateway")
-    ownership = current.ownership
-    name = current.resolved.lab.cluster.name
-    cluster_found = ownership is not None and ownership.is_found(cluster_ref(name))
-    if current.context is None and not options.keep_cluster and not cluster_found:
-        if k3d.cluster_exists(tools, name):
-            say(f"deleting k3d cluster {name}")
-            k3d.delete_cluster(tools, name, timeout=300)
-            result.removed.append(f"k3d cluster {name}")
-        kubeconfig_path(name).unlink(missing_ok=True)
-    else:
-        if cluster_found and current.context is None:
-            say(f"kept k3d cluster {name}: it was there before `up`; removing only the lab from it")
-            result.kept.append(f"k3d cluster {name}")
-        _remove_lab_objects(current, env, tools, options, say, result)
+    try:
+        forward = current.data.get("port_forward")
+        if forward and portforward.stop(int(forward["pid"])):
+            say(f"stopped the port-forward to the gateway (pid {forward['pid']})")
+            result.removed.append("port-forward to the gateway")
+        ownership = current.ownership
+        name = current.resolved.lab.cluster.name
+        cluster_found = ownership is not None and ownership.is_found(cluster_ref(name))
+        if current.context is None and not options.keep_cluster and not cluster_found:
+            if k3d.cluster_exists(tools, name):
+                say(f"deleting k3d cluster {name}")
+                k3d.delete_cluster(tools, name, timeout=300)
+                result.removed.append(f"k3d cluster {name}")
+            kubeconfig_path(name).unlink(missing_ok=True)
+        else:
+            if cluster_found and current.context is None:
+                say(f"kept k3d cluster {name}: it was there before `up`; removing only the lab from it")
+                result.kept.append(f"k3d cluster {name}")
+            _remove_lab_objects(current, env, tools, options, say, result)
+    except BaseException:
+        if not result.removed:  # stopped before it removed anything (the cluster unreachable...): as it was
+            _replace_record(current.data)
+        raise
     current_lab_file().unlink(missing_ok=True)
     record.write_json("result.json", {"removed": result.removed, "kept": result.kept})
     return result

@@ -128,7 +128,17 @@ def test_render_out_refresh_removes_only_what_the_last_render_wrote(cli: CliRunn
 
 
 @pytest.mark.parametrize(
-    "case", ["garbage-marker", "empty-marker", "file-link", "folder-link", "theirs-at-our-path", "marker-lists-theirs"]
+    "case",
+    [
+        "garbage-marker",
+        "empty-marker",
+        "older-marker",
+        "file-link",
+        "folder-link",
+        "old-folder-link",
+        "theirs-at-our-path",
+        "marker-lists-theirs",
+    ],
 )
 def test_render_out_refresh_touches_nothing_it_did_not_write(cli: CliRunner, tmp_path: Path, case: str) -> None:
     out, outside = tmp_path / "out", tmp_path / "outside"
@@ -145,6 +155,15 @@ def test_render_out_refresh_touches_nothing_it_did_not_write(cli: CliRunner, tmp
         marker.write_text("}{ not yaml")
     elif case == "empty-marker":
         marker.write_text("")
+    elif case == "older-marker":  # an igwlab before markers recorded files: cannot tell its files from yours
+        marker.write_text("lab: kgateway-fake-llm\nstack: kgateway-v2.0.4\n")
+    elif case == "old-folder-link":  # a folder only the last render wrote, now a link to elsewhere
+        pool = out / "manifests" / "07-pool"
+        for path in pool.iterdir():
+            path.rename(outside / path.name)
+        pool.rmdir()
+        pool.symlink_to(outside)
+        expected_exit = ExitCode.OK
     elif case == "file-link":  # the user's link in place of a rendered file: refused, its target untouched
         values.unlink()
         values.symlink_to(outside / "precious.yaml")
@@ -167,7 +186,10 @@ def test_render_out_refresh_touches_nothing_it_did_not_write(cli: CliRunner, tmp
     assert again.exit_code == expected_exit, (case, again.stderr)
     assert "Traceback" not in again.stderr
     assert (outside / "precious.yaml").read_text() == "keep"
-    assert sorted(p.name for p in outside.iterdir()) == ["precious.yaml"], "wrote outside the folder"
+    if case == "old-folder-link":  # what was moved there stays: reached through a link, it is not igwlab's
+        assert len(list(outside.iterdir())) > 1
+    else:
+        assert sorted(p.name for p in outside.iterdir()) == ["precious.yaml"], "wrote outside the folder"
     assert mine.read_text() == "keep"
     if case == "theirs-at-our-path":
         assert values.read_text() == "mine now" and "last render did not write" in again.stderr

@@ -736,3 +736,17 @@ def test_sigterm_stops_igwlab_as_ctrl_c_does(tmp_path: Path) -> None:
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_a_teardown_stopped_before_it_removed_anything_leaves_the_record_as_it_was(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real client against a port nobody listens on: teardown cannot start, and says so.
+    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", "lab-a")))
+    monkeypatch.setenv("IGWLAB_STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "state").mkdir()
+    record = {"lab": "kgateway-fake-llm", "context": "lab-a", "status": "in-progress", "url": None}
+    (tmp_path / "state" / "current.json").write_text(json.dumps(record))
+    result = invoke(cli, "teardown", "--yes", "--json")
+    assert result.exit_code == ExitCode.PREREQUISITES, result.stderr
+    assert json.loads((tmp_path / "state" / "current.json").read_text())["status"] == "in-progress"

@@ -563,3 +563,37 @@ def test_load_says_what_it_waits_for_while_requests_drain(cli: CliRunner, worker
     progress = " ".join(result.stderr.split())
     assert "stage 1/1: sending stopped; " in progress and "still in flight, waiting at most" in progress, progress
     assert "(each ends within --timeout 30s)" in progress, progress
+
+
+def test_stopping_closed_loop_load_ends_with_the_interruption_and_no_asyncio_traceback(tmp_path: Path) -> None:
+    """SIGTERM (as Ctrl-C) while requests are in flight: the requests failing as their connections close
+    must not surface as asyncio's "exception was never retrieved" tracebacks after igwlab's own message."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    with running_sim(SimConfig(port=0, pod_name="solo")) as sim:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "igwlab", "load", "--url", sim.url, "--concurrency", "2", "--duration", "60s"],
+            env={**os.environ, "IGWLAB_STATE_DIR": str(tmp_path)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert process.stderr is not None
+            lines: list[str] = []
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not any("in flight for 60s" in line for line in lines):
+                lines.append(process.stderr.readline())
+            time.sleep(2)  # not a wait on an event: requests must be under way when the signal lands
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=120) == 130
+            said = "".join(lines) + process.stderr.read()
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert "interrupted after 0 of 1 stage" in said, said
+    assert "Traceback" not in said and "never retrieved" not in said, said

@@ -189,7 +189,13 @@ def _stop_on_sigterm() -> None:
     (exit 130). Without it Python would die on the spot and leave all that behind."""
     import signal
 
-    def as_interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+    def as_interrupt(signum: int, frame: Any) -> None:
+        # Whoever handles Ctrl-C at this moment handles this too: an asyncio run cancels its task (its
+        # requests end cleanly), elsewhere Python's default raises KeyboardInterrupt.
+        on_sigint = signal.getsignal(signal.SIGINT)
+        if callable(on_sigint) and on_sigint is not signal.default_int_handler:
+            on_sigint(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, as_interrupt)

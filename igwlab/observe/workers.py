@@ -247,6 +247,9 @@ class Worker:
         in flight, tell `on_drain` how many and how long at most they may still take (each ends within
         --timeout of being sent), then again every DRAIN_NOTE_S, so a slow server never looks like a hang."""
         task = asyncio.ensure_future(work)
+        # Ctrl-C cancels the run part-way: a request then failing as its connection closes would be logged
+        # as "exception was never retrieved" with a traceback; the interruption is reported instead.
+        task.add_done_callback(_retrieved)
         if self.on_drain is None:
             await task
             return
@@ -256,6 +259,11 @@ class Worker:
                 self.on_drain(in_flight(), max(0.0, stopped_at + self.setup.timeout_s - time.perf_counter()))
             await asyncio.wait({task}, timeout=DRAIN_NOTE_S)
         await task
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def serve(connection: Connection, setup: WorkerSetup) -> None:
