@@ -509,26 +509,7 @@ class StepAction:
 
     def _release_labelled(self, summary: dict[str, Any]) -> bool:
         """Whether the release carries the lab's label (`helm upgrade --labels`, stored with the release)."""
-        result = self.ctx.tools.run(
-            [
-                "helm",
-                "list",
-                "--namespace",
-                summary["namespace"],
-                "--selector",
-                f"{LAB_LABEL}={self.ctx.resolved.lab.name}",
-                "--output",
-                "json",
-                *self.ctx.helm_target(),
-            ],
-            timeout=60,
-            check=False,
-        )
-        try:
-            rows = json.loads(result.stdout or "[]") if result.returncode == 0 else []
-        except json.JSONDecodeError:
-            return False
-        return any(isinstance(row, dict) and row.get("name") == summary["release"] for row in rows)
+        return bool(self._helm_rows(summary, "--selector", self._lab_selector()))
 
     def _objects_exist(self) -> bool:
         """Whether every object of the step exists; each one's first sight is recorded (absent or
