@@ -26,8 +26,9 @@ OutOption = Annotated[
         "--out",
         "-o",
         help="Write manifests/NN-step/*.yaml, helm/RELEASE.values.yaml and helm-releases.yaml here "
-        "instead of printing the objects to stdout. A directory an earlier render wrote is refreshed (its "
-        "files replaced, your own files beside them kept); any other non-empty one is refused.",
+        "instead of printing the objects to stdout. A directory an earlier render wrote is refreshed (the "
+        "files it wrote replaced, yours kept; one of yours, or an edited one, where this render writes is "
+        "refused); any other non-empty one is refused.",
         show_default=False,
         file_okay=False,
         metavar="DIR",
