@@ -324,13 +324,15 @@ def _bound_requests(
 
     from kubernetes.client.exceptions import ApiException
 
+    server = where or (f"context {context}" if context else "the current context")
+
     def plain_http_to_tls(status: object, body: object) -> None:
         # Go's TLS server answers a plain-HTTP request with 400 and these words: the kubeconfig says
         # http:// where the API server speaks https://. It is no answer about any object.
         if status == 400 and PLAIN_HTTP_TO_TLS in _body_words(body):
             raise ClusterUnreachableError(
-                f"the API server of {where or (f'context {context}' if context else 'the current context')} "
-                f"({api_client.configuration.host}) speaks TLS, and the kubeconfig's server address is http://",
+                f"the API server of {server} ({api_client.configuration.host}) speaks TLS, and the kubeconfig's "
+                "server address is http://",
                 why="Kubernetes API servers serve HTTPS only",
                 fix="write the server address in the kubeconfig with https:// (`kubectl config view` shows it)",
             )
@@ -339,8 +341,7 @@ def _bound_requests(
         if credential_problem and status in (401, 403):
             raise ClusterUnreachableError(
                 f"the kubeconfig's credential plugin failed ({credential_problem}), so the API server of "
-                f"{where or (f'context {context}' if context else 'the current context')} refused igwlab "
-                f"({status})",
+                f"{server} refused igwlab ({status})",
                 why="the plugin (users[].user.exec in the kubeconfig) gives igwlab its credentials",
                 fix="`kubectl get namespaces` runs the same plugin and shows why it fails; fix it (installed, on "
                 "PATH, logged in), then run the same igwlab command again",
